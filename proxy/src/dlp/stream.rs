@@ -1,0 +1,328 @@
+//! The per-stream scanner: feeds chunks through every enabled detector and
+//! releases bytes only once no hit can still start at or before them.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use super::injection::InjState;
+use super::known::StateID;
+use super::{Detector, DetectorSet, DlpEngine, Hit};
+
+/// A token-rule candidate waiting for its window: ordered by key first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Candidate {
+    key: u64,
+    rule: u16,
+    kw_start: u64,
+    kw_end: u64,
+}
+
+/// A hit with its ordering key `(key, detector, rule, start)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Ranked {
+    key: u64,
+    detector: Detector,
+    rule: usize,
+    start: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Open,
+    Hit(Hit),
+    Finished,
+}
+
+/// Scans one stream (a request or response body, or any byte sequence).
+///
+/// Feed it chunks with [`feed`](Self::feed) and end the stream with
+/// [`finish`](Self::finish). Each call appends the bytes it clears to the
+/// caller's buffer; a hit is returned as `Err` and nothing more is ever
+/// released. See the module documentation for the release invariant.
+#[derive(Debug)]
+pub struct StreamScanner {
+    engine: Arc<DlpEngine>,
+    token: bool,
+    known: bool,
+    holdback: usize,
+    /// Bytes fed so far.
+    pos: u64,
+    /// The unreleased tail of the stream: its last `min(pos, holdback)` bytes.
+    held: Vec<u8>,
+    pending: BinaryHeap<Reverse<Candidate>>,
+    known_sid: StateID,
+    inj: Option<InjState>,
+    phase: Phase,
+    scratch: Vec<u8>,
+}
+
+impl StreamScanner {
+    pub(crate) fn new(engine: Arc<DlpEngine>, set: DetectorSet) -> Self {
+        let token = set.contains(Detector::TokenPatterns);
+        let known = set.contains(Detector::KnownSecrets) && !engine.known.is_empty();
+        let inj = set.contains(Detector::NaiveInjectionDetection);
+        let holdback = [
+            if token { engine.token.span } else { 0 },
+            if known { engine.known.span } else { 0 },
+            if inj { engine.injection.span } else { 0 },
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        Self {
+            known_sid: engine.known.start_state(),
+            inj: inj.then(|| engine.injection.state()),
+            engine,
+            token,
+            known,
+            holdback,
+            pos: 0,
+            held: Vec::with_capacity(holdback),
+            pending: BinaryHeap::new(),
+            phase: Phase::Open,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The most bytes this scanner ever keeps unreleased.
+    #[must_use]
+    pub fn holdback(&self) -> usize {
+        self.holdback
+    }
+
+    /// Bytes fed so far.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Scans `chunk` and appends to `out` every byte now known to be clear.
+    /// After a hit, every call returns that hit and releases nothing.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Hit> {
+        self.step(chunk, Some(out))
+    }
+
+    /// Ends the stream: resolves what was waiting for more bytes and, with no
+    /// hit, releases the rest.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Hit> {
+        self.end(Some(out))
+    }
+
+    pub(crate) fn scan_only(&mut self, chunk: &[u8]) -> Result<(), Hit> {
+        self.step(chunk, None)
+    }
+
+    pub(crate) fn finish_scan_only(&mut self) -> Result<(), Hit> {
+        self.end(None)
+    }
+
+    fn stop(&mut self, ranked: Option<Ranked>) -> Result<(), Hit> {
+        let Some(r) = ranked else { return Ok(()) };
+        let rule = match r.detector {
+            Detector::TokenPatterns => Arc::from(self.engine.token.rules[r.rule].name),
+            Detector::KnownSecrets => self.engine.known.rule(r.rule),
+            Detector::NaiveInjectionDetection => self.engine.injection.rule(r.rule),
+        };
+        let hit = Hit {
+            detector: r.detector,
+            rule,
+            offset: r.start,
+        };
+        self.phase = Phase::Hit(hit.clone());
+        self.held.clear();
+        self.pending.clear();
+        Err(hit)
+    }
+
+    fn sticky(&self) -> Result<(), Hit> {
+        match &self.phase {
+            Phase::Hit(h) => Err(h.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    fn step(&mut self, chunk: &[u8], out: Option<&mut Vec<u8>>) -> Result<(), Hit> {
+        if self.phase != Phase::Open {
+            return self.sticky();
+        }
+        let base = self.pos;
+        let end = base + chunk.len() as u64;
+        let mut best: Option<Ranked> = None;
+        let mut consider = |r: Ranked| {
+            if best.as_ref().is_none_or(|b| r < *b) {
+                best = Some(r);
+            }
+        };
+        if self.token {
+            self.find_keywords(chunk, base);
+            if let Some(r) = self.resolve(chunk, base, end) {
+                consider(r);
+            }
+        }
+        if self.known
+            && let Some(m) = self.engine.known.scan(&mut self.known_sid, chunk, base)
+        {
+            consider(Ranked {
+                key: m.end,
+                detector: Detector::KnownSecrets,
+                rule: m.pattern,
+                start: m.start,
+            });
+        }
+        if let Some(st) = self.inj.as_mut()
+            && let Some((key, id, start)) = self.engine.injection.scan(st, chunk, base)
+        {
+            consider(Ranked {
+                key,
+                detector: Detector::NaiveInjectionDetection,
+                rule: id,
+                start,
+            });
+        }
+        self.pos = end;
+        if best.is_some() {
+            return self.stop(best);
+        }
+        self.release(chunk, out);
+        Ok(())
+    }
+
+    fn end(&mut self, out: Option<&mut Vec<u8>>) -> Result<(), Hit> {
+        if self.phase != Phase::Open {
+            return self.sticky();
+        }
+        // Candidates still waiting see the stream's true end as their
+        // window's right edge; take them in key order.
+        let total = self.pos;
+        let region_start = total - self.held.len() as u64;
+        while let Some(Reverse(c)) = self.pending.pop() {
+            let ws = window_start(c.kw_start, self.engine.token.rules[usize::from(c.rule)].max_len);
+            let from = (ws.max(region_start) - region_start) as usize;
+            let window = &self.held[from..];
+            let off = ws.max(region_start);
+            if let Some(s) = self.engine.token.confirm(
+                usize::from(c.rule),
+                window,
+                (c.kw_start - off) as usize,
+                (c.kw_end - off) as usize,
+            ) {
+                let r = Ranked {
+                    key: c.key,
+                    detector: Detector::TokenPatterns,
+                    rule: usize::from(c.rule),
+                    start: off + s as u64,
+                };
+                return self.stop(Some(r));
+            }
+        }
+        self.phase = Phase::Finished;
+        if let Some(out) = out {
+            out.extend_from_slice(&self.held);
+        }
+        self.held.clear();
+        Ok(())
+    }
+
+    /// Queues a candidate for every rule of every keyword occurrence that
+    /// ends inside `chunk` (including ones that start in the held tail).
+    fn find_keywords(&mut self, chunk: &[u8], base: u64) {
+        let token = Arc::clone(&self.engine.token);
+        let mut push = |kw_start: u64, kw_end: u64, pattern: usize| {
+            for &rule in &token.keyword_rules[pattern] {
+                let max_len = token.rules[usize::from(rule)].max_len as u64;
+                self.pending.push(Reverse(Candidate {
+                    key: kw_start + max_len + 1,
+                    rule,
+                    kw_start,
+                    kw_end,
+                }));
+            }
+        };
+        // Occurrences straddling the boundary: stitch the held tail to the
+        // chunk's head (both shorter than the longest keyword).
+        let reach = token.max_keyword - 1;
+        let tail = &self.held[self.held.len().saturating_sub(reach)..];
+        if !tail.is_empty() && !chunk.is_empty() {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(tail);
+            self.scratch.extend_from_slice(&chunk[..chunk.len().min(reach)]);
+            let tail_start = base - tail.len() as u64;
+            for m in token.keywords.find_overlapping_iter(&self.scratch[..]) {
+                if m.start() < tail.len() && m.end() > tail.len() {
+                    push(
+                        tail_start + m.start() as u64,
+                        tail_start + m.end() as u64,
+                        m.pattern().as_usize(),
+                    );
+                }
+            }
+        }
+        for m in token.keywords.find_overlapping_iter(chunk) {
+            push(
+                base + m.start() as u64,
+                base + m.end() as u64,
+                m.pattern().as_usize(),
+            );
+        }
+    }
+
+    /// Confirms, in key order, every candidate whose window is complete.
+    fn resolve(&mut self, chunk: &[u8], base: u64, end: u64) -> Option<Ranked> {
+        let region_start = base - self.held.len() as u64;
+        while let Some(&Reverse(c)) = self.pending.peek() {
+            if c.key > end {
+                break;
+            }
+            self.pending.pop();
+            let rule = usize::from(c.rule);
+            let ws = window_start(c.kw_start, self.engine.token.rules[rule].max_len);
+            debug_assert!(ws >= region_start || region_start == 0);
+            let ws = ws.max(region_start);
+            let window: &[u8] = if ws >= base {
+                &chunk[(ws - base) as usize..(c.key - base) as usize]
+            } else {
+                self.scratch.clear();
+                self.scratch
+                    .extend_from_slice(&self.held[(ws - region_start) as usize..]);
+                self.scratch
+                    .extend_from_slice(&chunk[..(c.key - base) as usize]);
+                &self.scratch
+            };
+            if let Some(s) = self.engine.token.confirm(
+                rule,
+                window,
+                (c.kw_start - ws) as usize,
+                (c.kw_end - ws) as usize,
+            ) {
+                return Some(Ranked {
+                    key: c.key,
+                    detector: Detector::TokenPatterns,
+                    rule,
+                    start: ws + s as u64,
+                });
+            }
+        }
+        None
+    }
+
+    /// Keeps the last `holdback` bytes of `held ++ chunk`; hands the rest out.
+    fn release(&mut self, chunk: &[u8], out: Option<&mut Vec<u8>>) {
+        let total = self.held.len() + chunk.len();
+        let keep = total.min(self.holdback);
+        let release = total - keep;
+        let from_held = release.min(self.held.len());
+        let from_chunk = release - from_held;
+        if let Some(out) = out {
+            out.extend_from_slice(&self.held[..from_held]);
+            out.extend_from_slice(&chunk[..from_chunk]);
+        }
+        self.held.drain(..from_held);
+        self.held.extend_from_slice(&chunk[from_chunk..]);
+        debug_assert!(self.held.len() <= self.holdback);
+    }
+}
+
+fn window_start(kw_start: u64, max_len: usize) -> u64 {
+    kw_start.saturating_sub(max_len as u64 + 1)
+}

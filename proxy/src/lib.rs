@@ -1,0 +1,13 @@
+//! `bb-egress`: bot-bottle's egress proxy as a library.
+//!
+//! - [`policy`]: the routes.yaml model, compiled matchers and the decision
+//!   function.
+//! - [`dlp`]: the streaming DLP engine.
+//! - [`redact`]: the wrapper secrets travel in.
+//!
+//! These modules do no I/O and pull in no async runtime, so the
+//! orchestrator and git-gate use them with default features off.
+
+pub mod dlp;
+pub mod policy;
+pub mod redact;
