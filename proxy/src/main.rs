@@ -20,7 +20,7 @@ const USAGE: &str = "usage: bb-egress check ROUTES.yaml\n\n\
     check   validate a routes file; print every error with its location (exit 64 on error)\n";
 
 fn main() -> ExitCode {
-    match run(std::env::args_os().skip(1).collect()) {
+    match run(&std::env::args_os().skip(1).collect::<Vec<_>>()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("bb-egress: error: {e:#}");
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Vec<std::ffi::OsString>) -> anyhow::Result<ExitCode> {
+fn run(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
     let args: Vec<&str> = args
         .iter()
         .map(|a| a.to_str().context("arguments must be UTF-8"))
@@ -48,8 +48,8 @@ fn run(args: Vec<std::ffi::OsString>) -> anyhow::Result<ExitCode> {
 }
 
 fn check(file: &Path) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     match Policy::from_yaml(&text) {
         Ok(policy) => {
             println!(

@@ -20,7 +20,9 @@ fn rust_files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in rd.flatten() {
             let p = entry.path();
             if p.is_dir() {
@@ -55,5 +57,10 @@ fn token_patterns_fire_on_no_real_source_code() {
         root.display()
     );
     eprintln!("scanned {} files, {} MB", files.len(), bytes >> 20);
-    assert!(hits.is_empty(), "{} false positives:\n{}", hits.len(), hits.join("\n"));
+    assert!(
+        hits.is_empty(),
+        "{} false positives:\n{}",
+        hits.len(),
+        hits.join("\n")
+    );
 }

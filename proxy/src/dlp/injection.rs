@@ -139,7 +139,10 @@ impl Injection {
         std::sync::Arc::clone(&self.phrases[id])
     }
 
-    #[allow(clippy::expect_used, reason = "an unanchored start state always exists")]
+    #[allow(
+        clippy::expect_used,
+        reason = "an unanchored start state always exists"
+    )]
     pub(crate) fn state(&self) -> InjState {
         InjState {
             sid: self
@@ -229,7 +232,12 @@ impl Injection {
 
     /// Runs the transducer over `chunk` (at stream offset `base`). Returns
     /// `(key, phrase id, start)` for the first phrase completed.
-    pub(crate) fn scan(&self, st: &mut InjState, chunk: &[u8], base: u64) -> Option<(u64, usize, u64)> {
+    pub(crate) fn scan(
+        &self,
+        st: &mut InjState,
+        chunk: &[u8],
+        base: u64,
+    ) -> Option<(u64, usize, u64)> {
         for (i, &b) in chunk.iter().enumerate() {
             let p = base + i as u64;
             let found = if st.utf8_need > 0 {
@@ -270,7 +278,7 @@ impl Injection {
                 Self::visible(st);
                 self.emit(st, b.to_ascii_lowercase(), p)
             }
-            0xC2..=0xDF | 0xE0..=0xEF | 0xF0..=0xF4 => {
+            0xC2..=0xF4 => {
                 st.utf8[0] = b;
                 st.utf8_len = 1;
                 st.utf8_need = match b {

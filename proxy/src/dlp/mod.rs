@@ -29,7 +29,7 @@ mod token;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
-pub use known::{Encoding, MIN_SECRET_LEN, MAX_SECRET_LEN};
+pub use known::{Encoding, MAX_SECRET_LEN, MIN_SECRET_LEN};
 pub use stream::StreamScanner;
 
 use crate::policy::{DetectorChoice, InboundDetector, OutboundDetector};
@@ -237,7 +237,9 @@ impl DlpEngine {
     #[must_use]
     pub fn scan(self: &Arc<Self>, detectors: DetectorSet, data: &[u8]) -> Option<Hit> {
         let mut s = self.scanner(detectors);
-        s.scan_only(data).err().or_else(|| s.finish_scan_only().err())
+        s.scan_only(data)
+            .err()
+            .or_else(|| s.finish_scan_only().err())
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use super::injection::InjState;
-use super::known::StateID;
+use super::known::KnownState;
 use super::{Detector, DetectorSet, DlpEngine, Hit};
 
 /// A token-rule candidate waiting for its window: ordered by key first.
@@ -51,7 +51,7 @@ pub struct StreamScanner {
     /// The unreleased tail of the stream: its last `min(pos, holdback)` bytes.
     held: Vec<u8>,
     pending: BinaryHeap<Reverse<Candidate>>,
-    known_sid: StateID,
+    known_state: KnownState,
     inj: Option<InjState>,
     phase: Phase,
     scratch: Vec<u8>,
@@ -71,7 +71,7 @@ impl StreamScanner {
         .max()
         .unwrap_or(0);
         Self {
-            known_sid: engine.known.start_state(),
+            known_state: KnownState::default(),
             inj: inj.then(|| engine.injection.state()),
             engine,
             token,
@@ -161,7 +161,10 @@ impl StreamScanner {
             }
         }
         if self.known
-            && let Some(m) = self.engine.known.scan(&mut self.known_sid, chunk, base)
+            && let Some(m) = self
+                .engine
+                .known
+                .scan(&mut self.known_state, &self.held, chunk, base)
         {
             consider(Ranked {
                 key: m.end,
@@ -197,7 +200,10 @@ impl StreamScanner {
         let total = self.pos;
         let region_start = total - self.held.len() as u64;
         while let Some(Reverse(c)) = self.pending.pop() {
-            let ws = window_start(c.kw_start, self.engine.token.rules[usize::from(c.rule)].max_len);
+            let ws = window_start(
+                c.kw_start,
+                self.engine.token.rules[usize::from(c.rule)].max_len,
+            );
             let from = (ws.max(region_start) - region_start) as usize;
             let window = &self.held[from..];
             let off = ws.max(region_start);
@@ -246,25 +252,19 @@ impl StreamScanner {
         if !tail.is_empty() && !chunk.is_empty() {
             self.scratch.clear();
             self.scratch.extend_from_slice(tail);
-            self.scratch.extend_from_slice(&chunk[..chunk.len().min(reach)]);
+            self.scratch
+                .extend_from_slice(&chunk[..chunk.len().min(reach)]);
             let tail_start = base - tail.len() as u64;
-            for m in token.keywords.find_overlapping_iter(&self.scratch[..]) {
-                if m.start() < tail.len() && m.end() > tail.len() {
-                    push(
-                        tail_start + m.start() as u64,
-                        tail_start + m.end() as u64,
-                        m.pattern().as_usize(),
-                    );
+            let tail_len = tail.len();
+            token.occurrences(&self.scratch, |s, e, id| {
+                if s < tail_len && e > tail_len {
+                    push(tail_start + s as u64, tail_start + e as u64, id);
                 }
-            }
+            });
         }
-        for m in token.keywords.find_overlapping_iter(chunk) {
-            push(
-                base + m.start() as u64,
-                base + m.end() as u64,
-                m.pattern().as_usize(),
-            );
-        }
+        token.occurrences(chunk, |s, e, id| {
+            push(base + s as u64, base + e as u64, id);
+        });
     }
 
     /// Confirms, in key order, every candidate whose window is complete.

@@ -7,10 +7,12 @@
 //! contains the keyword plus one byte of context on each side. The window's
 //! right edge is the candidate's *key*: the offset at which it is decidable.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::bytes::{Regex, RegexBuilder};
 
 use super::rules::RULES;
+
+/// Keyword ids paired with keywords.
+type Ids<'a> = Vec<(usize, &'a str)>;
 
 /// One compiled rule.
 #[derive(Debug)]
@@ -25,7 +27,15 @@ pub(crate) struct TokenRule {
 /// The compiled `token_patterns` detector.
 #[derive(Debug)]
 pub(crate) struct TokenPatterns {
-    pub(crate) keywords: AhoCorasick,
+    /// Keywords of four bytes or more: one leftmost-first automaton, which
+    /// aho-corasick runs with its SIMD (Teddy) prefilter when there are at
+    /// most 64 of them. Shorter keywords defeat Teddy's fingerprints (a
+    /// measured 7× slowdown), so they get a `memmem` pass each.
+    pub(crate) keywords: aho_corasick::packed::Searcher,
+    /// Keyword ids of the long automaton's patterns, in pattern order.
+    long_ids: Vec<usize>,
+    /// Keywords shorter than four bytes, with their ids.
+    short: Vec<(memchr::memmem::Finder<'static>, usize)>,
     /// For each keyword pattern id, the rules it can start.
     pub(crate) keyword_rules: Vec<Vec<u16>>,
     pub(crate) rules: Vec<TokenRule>,
@@ -73,18 +83,59 @@ impl TokenPatterns {
                 keyword_rules[id].push(u16::try_from(ri).expect("fewer than 65536 rules"));
             }
         }
-        let automaton = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .build(&keywords)
-            .expect("keyword automaton builds");
+        // Leftmost-first (not Standard) so aho-corasick may use its SIMD
+        // prefilter; `occurrences` restarts one byte after each match start,
+        // which finds every occurrence as long as no keyword is a prefix of
+        // another (a unit test checks that).
+        let (long, short): (Ids<'_>, Ids<'_>) = keywords
+            .iter()
+            .copied()
+            .enumerate()
+            .partition(|(_, k)| k.len() >= 4);
+        // The packed searcher directly: the general automaton's heuristics
+        // pick a slower byte-frequency prefilter for this set (measured).
+        let automaton = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(long.iter().map(|(_, k)| k))
+            .build()
+            .expect("at most 64 long keywords (a unit test checks it)");
+        let long_ids = long.iter().map(|(i, _)| *i).collect();
+        let short = short
+            .into_iter()
+            .map(|(i, k)| (memchr::memmem::Finder::new(k.as_bytes()).into_owned(), i))
+            .collect();
         let max_keyword = keywords.iter().map(|k| k.len()).max().unwrap_or(1);
         let span = rules.iter().map(|r| 2 * r.max_len + 2).max().unwrap_or(0);
         Self {
             keywords: automaton,
+            long_ids,
+            short,
             keyword_rules,
             rules,
             max_keyword,
             span,
+        }
+    }
+
+    /// Calls `f(start, end, keyword id)` for every keyword occurrence in
+    /// `hay`, overlapping ones included.
+    pub(crate) fn occurrences(&self, hay: &[u8], mut f: impl FnMut(usize, usize, usize)) {
+        let mut at = 0;
+        while at < hay.len() {
+            let Some(m) = self
+                .keywords
+                .find_in(hay, aho_corasick::Span::from(at..hay.len()))
+            else {
+                break;
+            };
+            f(m.start(), m.end(), self.long_ids[m.pattern().as_usize()]);
+            at = m.start() + 1;
+        }
+        for (finder, id) in &self.short {
+            for s in finder.find_iter(hay) {
+                f(s, s + finder.needle().len(), *id);
+            }
         }
     }
 

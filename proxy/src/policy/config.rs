@@ -352,7 +352,14 @@ impl std::error::Error for ConfigErrors {}
 pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Compiles a route regex so it must match the whole subject.
+///
+/// The source is compiled on its own first: wrapping an invalid source such
+/// as `/api)|(.*` in `^(?:…)$` would otherwise yield a valid regex that
+/// matches every path.
 pub(crate) fn compile_full_match(src: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(src)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()?;
     regex::RegexBuilder::new(&format!("^(?:{src})$"))
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
@@ -542,8 +549,7 @@ impl<'a> From<&'a Route> for WireRoute<'a> {
 // ---------------------------------------------------------------------------
 
 const TOP_KEYS: &str = "routes, log";
-const ROUTE_KEYS: &str =
-    "host, auth_scheme, token_env, matches, git, ports, allow_private, dlp";
+const ROUTE_KEYS: &str = "host, auth_scheme, token_env, matches, git, ports, allow_private, dlp";
 const MATCH_KEYS: &str = "paths, methods, headers";
 const PATH_KEYS: &str = "type, value";
 const HEADER_KEYS: &str = "name, value, type";
@@ -565,7 +571,7 @@ fn describe(v: &Value) -> String {
         }
         Value::Sequence(_) => "a list".into(),
         Value::Mapping(_) => "a mapping".into(),
-        Value::Tagged(t) => format!("tagged value !{}", t.tag),
+        Value::Tagged(t) => format!("tagged value {}", t.tag),
     }
 }
 
@@ -625,7 +631,10 @@ impl Parser {
             if allowed.split(", ").any(|a| a == ks) {
                 out.push((ks, val));
             } else {
-                self.err(join(key, ks), ConfigErrorKind::UnknownKey { expected: allowed });
+                self.err(
+                    join(key, ks),
+                    ConfigErrorKind::UnknownKey { expected: allowed },
+                );
             }
         }
         Some(out)
@@ -808,7 +817,9 @@ impl Parser {
         } else if host.contains('*') {
             Some("wildcards are not supported; list each host".to_owned())
         } else if host == INTROSPECTION_HOST {
-            Some(format!("{INTROSPECTION_HOST} is answered by the proxy itself"))
+            Some(format!(
+                "{INTROSPECTION_HOST} is answered by the proxy itself"
+            ))
         } else if host.parse::<std::net::IpAddr>().is_ok() {
             None
         } else {
@@ -846,9 +857,16 @@ impl Parser {
         let mut out = Vec::with_capacity(items.len());
         for (i, p) in items.iter().enumerate() {
             let key = format!("ports[{i}]");
-            match p.as_u64().and_then(|n| u16::try_from(n).ok()).filter(|&n| n > 0) {
+            match p
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&n| n > 0)
+            {
                 Some(n) if out.contains(&n) => {
-                    self.err(key, ConfigErrorKind::Invalid(format!("port {n} listed twice")));
+                    self.err(
+                        key,
+                        ConfigErrorKind::Invalid(format!("port {n} listed twice")),
+                    );
                 }
                 Some(n) => out.push(n),
                 None => self.wrong(&key, "a port number 1-65535", p),
@@ -934,40 +952,49 @@ impl Parser {
     }
 
     fn path(&mut self, key: &str, v: &Value) -> Option<PathMatch> {
+        let before = self.errors.len();
         let entries = self.mapping(key, v, PATH_KEYS)?;
-        let mut kind = PathKind::Prefix;
+        let mut kind = Some(PathKind::Prefix);
         let mut value = None;
+        let mut saw_value = false;
         for (k, val) in entries {
             let fkey = join(key, k);
             if k == "type" {
                 kind = match val.as_str() {
-                    Some("prefix") => PathKind::Prefix,
-                    Some("exact") => PathKind::Exact,
-                    Some("regex") => PathKind::Regex,
+                    Some("prefix") => Some(PathKind::Prefix),
+                    Some("exact") => Some(PathKind::Exact),
+                    Some("regex") => Some(PathKind::Regex),
                     _ => {
                         self.wrong(&fkey, "\"prefix\", \"exact\" or \"regex\"", val);
-                        return None;
+                        None
                     }
                 };
             } else {
-                value = Some(self.string(&fkey, val)?.to_owned());
+                saw_value = true;
+                value = self.string(&fkey, val).map(str::to_owned);
             }
         }
         let vkey = join(key, "value");
-        let Some(value) = value else {
-            self.err(vkey, ConfigErrorKind::Missing);
-            return None;
-        };
-        if kind == PathKind::Regex {
-            self.regex(&vkey, &value)?;
-        } else if !value.starts_with('/') {
-            self.err(
+        if !saw_value {
+            self.err(&vkey, ConfigErrorKind::Missing);
+        }
+        match (kind, &value) {
+            (Some(PathKind::Regex), Some(v)) => {
+                self.regex(&vkey, v);
+            }
+            (_, Some(v)) if !v.starts_with('/') => self.err(
                 vkey,
-                ConfigErrorKind::Invalid(format!("path {value:?} must start with '/'")),
-            );
+                ConfigErrorKind::Invalid(format!("path {v:?} must start with '/'")),
+            ),
+            _ => {}
+        }
+        if self.errors.len() > before {
             return None;
         }
-        Some(PathMatch { kind, value })
+        Some(PathMatch {
+            kind: kind?,
+            value: value?,
+        })
     }
 
     fn method(&mut self, key: &str, v: &Value) -> Option<String> {
@@ -983,47 +1010,57 @@ impl Parser {
     }
 
     fn header(&mut self, key: &str, v: &Value) -> Option<HeaderMatch> {
+        let before = self.errors.len();
         let entries = self.mapping(key, v, HEADER_KEYS)?;
-        let (mut name, mut value, mut kind) = (None, None, ValueKind::Exact);
+        let (mut name, mut value, mut kind) = (None, None, Some(ValueKind::Exact));
+        let (mut saw_name, mut saw_value) = (false, false);
         for (k, val) in entries {
             let fkey = join(key, k);
             match k {
-                "name" => name = Some(self.string(&fkey, val)?),
-                "value" => value = Some(self.string(&fkey, val)?),
+                "name" => {
+                    saw_name = true;
+                    name = self.string(&fkey, val);
+                }
+                "value" => {
+                    saw_value = true;
+                    value = self.string(&fkey, val);
+                }
                 _ => {
                     kind = match val.as_str() {
-                        Some("exact") => ValueKind::Exact,
-                        Some("regex") => ValueKind::Regex,
+                        Some("exact") => Some(ValueKind::Exact),
+                        Some("regex") => Some(ValueKind::Regex),
                         _ => {
                             self.wrong(&fkey, "\"exact\" or \"regex\"", val);
-                            return None;
+                            None
                         }
                     }
                 }
             }
         }
-        let Some(name) = name else {
+        if !saw_name {
             self.err(join(key, "name"), ConfigErrorKind::Missing);
-            return None;
-        };
-        let Some(value) = value else {
+        }
+        if !saw_value {
             self.err(join(key, "value"), ConfigErrorKind::Missing);
-            return None;
-        };
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
+        }
+        if let Some(n) = name
+            && (n.is_empty() || !n.bytes().all(is_token_byte))
+        {
             self.err(
                 join(key, "name"),
-                ConfigErrorKind::Invalid(format!("{name:?} is not an HTTP header name")),
+                ConfigErrorKind::Invalid(format!("{n:?} is not an HTTP header name")),
             );
+        }
+        if let (Some(ValueKind::Regex), Some(v)) = (kind, value) {
+            self.regex(&join(key, "value"), v);
+        }
+        if self.errors.len() > before {
             return None;
         }
-        if kind == ValueKind::Regex {
-            self.regex(&join(key, "value"), value)?;
-        }
         Some(HeaderMatch {
-            name: name.to_ascii_lowercase(),
-            value: value.to_owned(),
-            kind,
+            name: name?.to_ascii_lowercase(),
+            value: value?.to_owned(),
+            kind: kind?,
         })
     }
 
@@ -1077,7 +1114,9 @@ fn hostname_problem(host: &str) -> Option<String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
-            return Some(format!("{host:?} is not a valid host name (label {label:?})"));
+            return Some(format!(
+                "{host:?} is not a valid host name (label {label:?})"
+            ));
         }
     }
     None

@@ -1,4 +1,4 @@
-//! The decision function: route lookup, matches, git and DoH rules (SPEC §3
+//! The decision function: route lookup, matches, git and `DoH` rules (SPEC §3
 //! steps 1–3, 5 and 6). Pure: it sees a description of a request and returns
 //! a typed decision with a reason; DLP over the request's bytes is the
 //! caller's next step, with the detectors the decision selects.
@@ -8,8 +8,8 @@ use std::fmt;
 
 use percent_encoding::percent_decode_str;
 
-use super::config::{Auth, INTROSPECTION_HOST, Route};
 use super::Policy;
+use super::config::{Auth, INTROSPECTION_HOST, Route};
 use crate::dlp::{DetectorSet, Hit};
 
 /// How the request reached the proxy; decides the default port set.
@@ -37,11 +37,32 @@ pub trait Headers {
     fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool;
 }
 
-impl<N: AsRef<str>, V: AsRef<[u8]>> Headers for [(N, V)] {
+fn any_pair<N: AsRef<str>, V: AsRef<[u8]>>(
+    pairs: &[(N, V)],
+    name: &str,
+    pred: &mut dyn FnMut(&[u8]) -> bool,
+) -> bool {
+    pairs
+        .iter()
+        .filter(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+        .any(|(_, v)| pred(v.as_ref()))
+}
+
+impl<N: AsRef<str>, V: AsRef<[u8]>> Headers for &[(N, V)] {
     fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
-        self.iter()
-            .filter(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
-            .any(|(_, v)| pred(v.as_ref()))
+        any_pair(self, name, pred)
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<[u8]>> Headers for Vec<(N, V)> {
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        any_pair(self, name, pred)
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<[u8]>, const K: usize> Headers for [(N, V); K] {
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        any_pair(self, name, pred)
     }
 }
 
@@ -283,8 +304,13 @@ fn port_allowed(route: &Route, via: Via, port: u16) -> bool {
     }
 }
 
+/// `.`/`..` segments, also with `;` path parameters (`..;`), which servlet
+/// containers strip before resolving the segment.
 fn has_dot_segment(path: &str) -> bool {
-    path.split(['/', '\\']).any(|s| s == "." || s == "..")
+    path.split(['/', '\\']).any(|s| {
+        let s = s.split(';').next().unwrap_or(s);
+        s == "." || s == ".."
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -140,11 +140,7 @@ impl CompiledMatch {
                 PathMatcher::Exact(v) => req.path == v,
                 PathMatcher::Regex(r) => r.as_ref().is_some_and(|r| r.is_match(req.path)),
             });
-        let method_ok = self.methods.is_empty()
-            || self
-                .methods
-                .iter()
-                .any(|m| m == req.method);
+        let method_ok = self.methods.is_empty() || self.methods.iter().any(|m| m == req.method);
         path_ok
             && method_ok
             && self.headers.iter().all(|(name, vm)| {
