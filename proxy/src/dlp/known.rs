@@ -168,29 +168,45 @@ struct Pattern {
     len: usize,
 }
 
-/// log2 of the fingerprint bitmap's size in bits (32 KiB: stays in L1/L2).
-const BLOOM_BITS: u32 = 18;
+/// log2 of the fingerprint map's entries. A byte per entry rather than a
+/// bit: 64 KiB stays in L2, and testing a byte needs no variable shift.
+const BLOOM_BITS: u32 = 16;
 
+/// Entries in the fingerprint map.
+pub(crate) const BLOOM_MAP: usize = 1 << BLOOM_BITS;
+
+/// A zeroed fixed-size map, allocated on the heap directly.
+#[allow(
+    clippy::unnecessary_box_returns,
+    reason = "64 KiB must not pass through the stack"
+)]
+pub(crate) fn zeroed_map<const N: usize>() -> Box<[u8; N]> {
+    vec![0u8; N]
+        .into_boxed_slice()
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("the vector has N elements"))
+}
+
+/// The fingerprint-map index of a 4-byte window (little-endian).
 #[inline]
-fn fingerprint_bit(window: [u8; 4]) -> usize {
-    (u32::from_le_bytes(window).wrapping_mul(0x9E37_79B1) >> (32 - BLOOM_BITS)) as usize
+pub(crate) fn fingerprint_index(window: u32) -> usize {
+    (window.wrapping_mul(0x9E37_79B1) >> (32 - BLOOM_BITS)) as usize
 }
 
 /// The compiled `known_secrets` detector.
 #[derive(Debug)]
 pub(crate) struct KnownSecrets {
     nfa: Option<NFA>,
-    bloom: Box<[u64]>,
+    bloom: Box<[u8; BLOOM_MAP]>,
     patterns: Vec<Pattern>,
     /// Longest pattern.
     pub(crate) span: usize,
 }
 
-/// Per-stream state: where fingerprinting resumes, and the anchored walks
-/// still in progress at the end of the last chunk.
+/// Per-stream state: the anchored walks still in progress at the end of the
+/// last chunk.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct KnownState {
-    next: u64,
     walks: Vec<(u64, StateID)>,
 }
 
@@ -213,7 +229,7 @@ impl KnownSecrets {
     pub(crate) fn empty() -> Self {
         Self {
             nfa: None,
-            bloom: Box::new([]),
+            bloom: zeroed_map(),
             patterns: Vec::new(),
             span: 0,
         }
@@ -257,10 +273,9 @@ impl KnownSecrets {
         if bytes.is_empty() {
             return Ok(Self::empty());
         }
-        let mut bloom = vec![0u64; (1 << BLOOM_BITS) / 64].into_boxed_slice();
+        let mut bloom: Box<[u8; BLOOM_MAP]> = zeroed_map();
         for p in &bytes {
-            let bit = fingerprint_bit([p[0], p[1], p[2], p[3]]);
-            bloom[bit >> 6] |= 1 << (bit & 63);
+            bloom[fingerprint_index(u32::from_le_bytes([p[0], p[1], p[2], p[3]]))] = 1;
         }
         let nfa = NFA::builder()
             .match_kind(MatchKind::Standard)
@@ -286,7 +301,7 @@ impl KnownSecrets {
 
     pub(crate) fn memory_usage(&self) -> usize {
         self.nfa.as_ref().map_or(0, NFA::memory_usage)
-            + self.bloom.len() * 8
+            + self.bloom.len()
             + self
                 .patterns
                 .iter()
@@ -322,32 +337,28 @@ impl KnownSecrets {
         Walk::Open(sid)
     }
 
-    /// Scans `chunk` (at stream offset `base`; `tail` holds the stream bytes
-    /// just before it). Returns the match with the smallest end, if any.
-    pub(crate) fn scan(
+    /// The fingerprint map (all zero without secrets).
+    pub(crate) fn bloom_map(&self) -> &[u8; BLOOM_MAP] {
+        &self.bloom
+    }
+
+    /// Whether a match may begin with these four bytes.
+    #[inline]
+    pub(crate) fn may_start(&self, window: [u8; 4]) -> bool {
+        self.bloom[fingerprint_index(u32::from_le_bytes(window))] != 0
+    }
+
+    /// Continues the walks left open by the previous chunk over `chunk` (at
+    /// stream offset `base`). Returns the match with the smallest end.
+    pub(crate) fn advance(
         &self,
         st: &mut KnownState,
-        tail: &[u8],
         chunk: &[u8],
         base: u64,
     ) -> Option<KnownMatch> {
         let nfa = self.nfa.as_ref()?;
-        let mut best: Option<KnownMatch> = None;
-        let offer = |best: &mut Option<KnownMatch>, pattern: usize, end: u64, start: u64| {
-            let better = best
-                .as_ref()
-                .is_none_or(|b| (end, pattern) < (b.end, b.pattern));
-            if better {
-                *best = Some(KnownMatch {
-                    end,
-                    pattern,
-                    start,
-                });
-            }
-        };
-        // Walks left open by the previous chunk.
-        let mut walks = std::mem::take(&mut st.walks);
-        walks.retain_mut(
+        let mut best = None;
+        st.walks.retain_mut(
             |(start, sid)| match self.walk(nfa, *start, *sid, chunk, base) {
                 Walk::Dead => false,
                 Walk::Match(p, end) => {
@@ -360,59 +371,54 @@ impl KnownSecrets {
                 }
             },
         );
-        let end = base + chunk.len() as u64;
-        let anchored = nfa.start_state(Anchored::Yes).ok()?;
-        let start_walk =
-            |best: &mut Option<KnownMatch>, walks: &mut Vec<(u64, StateID)>, p: u64| {
-                let w = if p >= base {
-                    self.walk(nfa, p, anchored, &chunk[(p - base) as usize..], p)
-                } else {
-                    // Starts in the tail: walk its last bytes, then the chunk.
-                    let head = &tail[tail.len() - (base - p) as usize..];
-                    match self.walk(nfa, p, anchored, head, p) {
-                        Walk::Open(sid) => self.walk(nfa, p, sid, chunk, base),
-                        other => other,
-                    }
-                };
-                match w {
-                    Walk::Dead => {}
-                    Walk::Match(pat, e) => offer(best, pat, e, p),
-                    Walk::Open(sid) => walks.push((p, sid)),
-                }
-            };
-        // Fingerprints straddling the boundary (at most three positions).
-        let mut p = st.next.max(base.saturating_sub(3));
-        while p < base && p + 4 <= end {
-            let mut w = [0u8; 4];
-            for (k, slot) in w.iter_mut().enumerate() {
-                let q = p + k as u64;
-                *slot = if q < base {
-                    tail[tail.len() - (base - q) as usize]
-                } else {
-                    chunk[(q - base) as usize]
-                };
-            }
-            let bit = fingerprint_bit(w);
-            if self.bloom[bit >> 6] & (1 << (bit & 63)) != 0 {
-                start_walk(&mut best, &mut walks, p);
-            }
-            p += 1;
-        }
-        // The hot loop: independent loads, no dependency between positions.
-        let from = (p.max(base) - base) as usize;
-        for (i, w) in chunk.windows(4).enumerate().skip(from) {
-            let bit = fingerprint_bit([w[0], w[1], w[2], w[3]]);
-            if self.bloom[bit >> 6] & (1 << (bit & 63)) != 0 {
-                let at = base + i as u64;
-                // No walk starting at or after the best end can end earlier.
-                if best.as_ref().is_some_and(|b| at >= b.end) {
-                    break;
-                }
-                start_walk(&mut best, &mut walks, at);
-            }
-        }
-        st.next = end.saturating_sub(3).max(st.next);
-        st.walks = walks;
         best
+    }
+
+    /// Starts an anchored walk at stream offset `p` (a fingerprint hit).
+    /// `tail` holds the stream bytes just before `chunk`, which begins at
+    /// `base`; `p` is at least `base - tail.len()`. A walk that reaches the
+    /// chunk's end is kept in `st` and resumed by [`advance`](Self::advance).
+    pub(crate) fn start(
+        &self,
+        st: &mut KnownState,
+        best: &mut Option<KnownMatch>,
+        p: u64,
+        tail: &[u8],
+        chunk: &[u8],
+        base: u64,
+    ) {
+        let Some(nfa) = self.nfa.as_ref() else { return };
+        let Ok(anchored) = nfa.start_state(Anchored::Yes) else {
+            return;
+        };
+        let w = if p >= base {
+            self.walk(nfa, p, anchored, &chunk[(p - base) as usize..], p)
+        } else {
+            // Starts in the tail: walk its last bytes, then the chunk.
+            let head = &tail[tail.len() - (base - p) as usize..];
+            match self.walk(nfa, p, anchored, head, p) {
+                Walk::Open(sid) => self.walk(nfa, p, sid, chunk, base),
+                other => other,
+            }
+        };
+        match w {
+            Walk::Dead => {}
+            Walk::Match(pat, e) => offer(best, pat, e, p),
+            Walk::Open(sid) => st.walks.push((p, sid)),
+        }
+    }
+}
+
+/// Keeps the match with the smallest `(end, pattern)`.
+fn offer(best: &mut Option<KnownMatch>, pattern: usize, end: u64, start: u64) {
+    if best
+        .as_ref()
+        .is_none_or(|b| (end, pattern) < (b.end, b.pattern))
+    {
+        *best = Some(KnownMatch {
+            end,
+            pattern,
+            start,
+        });
     }
 }

@@ -6,8 +6,13 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use super::injection::InjState;
-use super::known::KnownState;
+use super::known::{BLOOM_MAP, KnownMatch, KnownState, fingerprint_index};
+use super::token::SHORT_MAP;
 use super::{Detector, DetectorSet, DlpEngine, Hit};
+
+/// Maps for a disabled detector: nothing ever hits.
+static NO_SHORT: [u8; SHORT_MAP] = [0; SHORT_MAP];
+static NO_BLOOM: [u8; BLOOM_MAP] = [0; BLOOM_MAP];
 
 /// A token-rule candidate waiting for its window: ordered by key first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,6 +57,8 @@ pub struct StreamScanner {
     held: Vec<u8>,
     pending: BinaryHeap<Reverse<Candidate>>,
     known_state: KnownState,
+    /// The first stream offset the fingerprint pass has not examined.
+    prescan_next: u64,
     inj: Option<InjState>,
     phase: Phase,
     scratch: Vec<u8>,
@@ -72,6 +79,7 @@ impl StreamScanner {
         .unwrap_or(0);
         Self {
             known_state: KnownState::default(),
+            prescan_next: 0,
             inj: inj.then(|| engine.injection.state()),
             engine,
             token,
@@ -156,16 +164,23 @@ impl StreamScanner {
         };
         if self.token {
             self.find_keywords(chunk, base);
-            if let Some(r) = self.resolve(chunk, base, end) {
-                consider(r);
-            }
         }
-        if self.known
-            && let Some(m) = self
+        let mut known_best = None;
+        if self.known {
+            known_best = self
                 .engine
                 .known
-                .scan(&mut self.known_state, &self.held, chunk, base)
+                .advance(&mut self.known_state, chunk, base);
+        }
+        if self.token || self.known {
+            self.prescan(chunk, base, &mut known_best);
+        }
+        if self.token
+            && let Some(r) = self.resolve(chunk, base, end)
         {
+            consider(r);
+        }
+        if let Some(m) = known_best {
             consider(Ranked {
                 key: m.end,
                 detector: Detector::KnownSecrets,
@@ -265,6 +280,124 @@ impl StreamScanner {
         token.occurrences(chunk, |s, e, id| {
             push(base + s as u64, base + e as u64, id);
         });
+    }
+
+    /// The fingerprint pass: one look at every 4-byte window of the stream,
+    /// for short `token_patterns` keywords (a bitmap of their first two
+    /// bytes) and for `known_secrets` (a bitmap of pattern-prefix hashes).
+    /// The loads of neighbouring positions are independent, so the loop
+    /// pipelines; only bitmap hits leave it.
+    fn prescan(&mut self, chunk: &[u8], base: u64, known_best: &mut Option<KnownMatch>) {
+        let end = base + chunk.len() as u64;
+        let mut p = self.prescan_next.max(base.saturating_sub(3));
+        // Windows straddling the boundary (at most three), from the held tail.
+        while p < base && p + 4 <= end {
+            let mut w = [0u8; 4];
+            for (k, slot) in w.iter_mut().enumerate() {
+                let q = p + k as u64;
+                *slot = if q < base {
+                    self.held[self.held.len() - (base - q) as usize]
+                } else {
+                    chunk[(q - base) as usize]
+                };
+            }
+            if self.window(w, p, chunk, base, known_best) {
+                break;
+            }
+            p += 1;
+        }
+        let from = (p.max(base) - base) as usize;
+        let engine = Arc::clone(&self.engine);
+        // Fixed-size byte maps (no bounds checks, no variable shifts); a
+        // disabled detector gets an all-zero map so the loop stays
+        // branch-free.
+        let short: &[u8; SHORT_MAP] = if self.token {
+            engine.token.short_map()
+        } else {
+            &NO_SHORT
+        };
+        let known: &[u8; BLOOM_MAP] = if self.known {
+            engine.known.bloom_map()
+        } else {
+            &NO_BLOOM
+        };
+        let probe = |w: u32| short[(w & 0xFFFF) as usize] | known[fingerprint_index(w)];
+        let mut i = from;
+        // Four positions per 8-byte load.
+        while i + 8 <= chunk.len() {
+            // One unaligned load; the slice is exactly eight bytes long.
+            let x = u64::from_le_bytes(chunk[i..i + 8].try_into().unwrap_or([0; 8]));
+            let any = probe(x as u32)
+                | probe((x >> 8) as u32)
+                | probe((x >> 16) as u32)
+                | probe((x >> 24) as u32);
+            if any != 0 {
+                for k in 0..4 {
+                    let w = ((x >> (8 * k)) as u32).to_le_bytes();
+                    if probe(u32::from_le_bytes(w)) != 0
+                        && self.window(w, base + (i + k) as u64, chunk, base, known_best)
+                    {
+                        self.prescan_next = self.prescan_next.max(end.saturating_sub(3));
+                        return;
+                    }
+                }
+            }
+            i += 4;
+        }
+        while i + 4 <= chunk.len() {
+            let w = [chunk[i], chunk[i + 1], chunk[i + 2], chunk[i + 3]];
+            if probe(u32::from_le_bytes(w)) != 0
+                && self.window(w, base + i as u64, chunk, base, known_best)
+            {
+                break;
+            }
+            i += 1;
+        }
+        self.prescan_next = self.prescan_next.max(end.saturating_sub(3));
+    }
+
+    /// Handles one window that hit a bitmap. Returns true when no later
+    /// position can produce a better hit than one already found.
+    fn window(
+        &mut self,
+        w: [u8; 4],
+        p: u64,
+        chunk: &[u8],
+        base: u64,
+        known_best: &mut Option<KnownMatch>,
+    ) -> bool {
+        if known_best.as_ref().is_some_and(|b| p >= b.end) {
+            return true;
+        }
+        if self.token {
+            let token = Arc::clone(&self.engine.token);
+            token.short_at(w, |len, id| self.push_candidate(p, p + len as u64, id));
+        }
+        if self.known && self.engine.known.may_start(w) {
+            let engine = Arc::clone(&self.engine);
+            engine.known.start(
+                &mut self.known_state,
+                known_best,
+                p,
+                &self.held,
+                chunk,
+                base,
+            );
+        }
+        false
+    }
+
+    fn push_candidate(&mut self, kw_start: u64, kw_end: u64, keyword: usize) {
+        let token = &self.engine.token;
+        for &rule in &token.keyword_rules[keyword] {
+            let max_len = token.rules[usize::from(rule)].max_len as u64;
+            self.pending.push(Reverse(Candidate {
+                key: kw_start + max_len + 1,
+                rule,
+                kw_start,
+                kw_end,
+            }));
+        }
     }
 
     /// Confirms, in key order, every candidate whose window is complete.

@@ -11,6 +11,9 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use super::rules::RULES;
 
+/// Entries of the map over two-byte keyword prefixes.
+pub(crate) const SHORT_MAP: usize = 1 << 16;
+
 /// Keyword ids paired with keywords.
 type Ids<'a> = Vec<(usize, &'a str)>;
 
@@ -34,8 +37,11 @@ pub(crate) struct TokenPatterns {
     pub(crate) keywords: aho_corasick::packed::Searcher,
     /// Keyword ids of the long automaton's patterns, in pattern order.
     long_ids: Vec<usize>,
-    /// Keywords shorter than four bytes, with their ids.
-    short: Vec<(memchr::memmem::Finder<'static>, usize)>,
+    /// Keywords shorter than four bytes, with their ids. The stream's
+    /// fingerprint pass finds them (see [`Self::short_bit`]).
+    short: Vec<(&'static [u8], usize)>,
+    /// Bitmap over the first two bytes of every short keyword.
+    short_bits: Box<[u8; SHORT_MAP]>,
     /// For each keyword pattern id, the rules it can start.
     pub(crate) keyword_rules: Vec<Vec<u16>>,
     pub(crate) rules: Vec<TokenRule>,
@@ -101,16 +107,18 @@ impl TokenPatterns {
             .build()
             .expect("at most 64 long keywords (a unit test checks it)");
         let long_ids = long.iter().map(|(i, _)| *i).collect();
-        let short = short
-            .into_iter()
-            .map(|(i, k)| (memchr::memmem::Finder::new(k.as_bytes()).into_owned(), i))
-            .collect();
+        let mut short_bits: Box<[u8; SHORT_MAP]> = super::known::zeroed_map();
+        for (_, k) in &short {
+            short_bits[usize::from(u16::from_le_bytes([k.as_bytes()[0], k.as_bytes()[1]]))] = 1;
+        }
+        let short = short.into_iter().map(|(i, k)| (k.as_bytes(), i)).collect();
         let max_keyword = keywords.iter().map(|k| k.len()).max().unwrap_or(1);
         let span = rules.iter().map(|r| 2 * r.max_len + 2).max().unwrap_or(0);
         Self {
             keywords: automaton,
             long_ids,
             short,
+            short_bits,
             keyword_rules,
             rules,
             max_keyword,
@@ -118,8 +126,8 @@ impl TokenPatterns {
         }
     }
 
-    /// Calls `f(start, end, keyword id)` for every keyword occurrence in
-    /// `hay`, overlapping ones included.
+    /// Calls `f(start, end, keyword id)` for every long-keyword occurrence
+    /// in `hay`, overlapping ones included.
     pub(crate) fn occurrences(&self, hay: &[u8], mut f: impl FnMut(usize, usize, usize)) {
         let mut at = 0;
         while at < hay.len() {
@@ -132,9 +140,20 @@ impl TokenPatterns {
             f(m.start(), m.end(), self.long_ids[m.pattern().as_usize()]);
             at = m.start() + 1;
         }
-        for (finder, id) in &self.short {
-            for s in finder.find_iter(hay) {
-                f(s, s + finder.needle().len(), *id);
+    }
+
+    /// The map over the first two bytes of every short keyword.
+    pub(crate) fn short_map(&self) -> &[u8; SHORT_MAP] {
+        &self.short_bits
+    }
+
+    /// Calls `f(len, keyword id)` for each short keyword `window` begins with.
+    /// Short keywords are at most three bytes and every rule needs bytes after
+    /// its keyword, so a four-byte window always holds a whole keyword.
+    pub(crate) fn short_at(&self, window: [u8; 4], mut f: impl FnMut(usize, usize)) {
+        for (k, id) in &self.short {
+            if window.starts_with(k) {
+                f(k.len(), *id);
             }
         }
     }
