@@ -198,6 +198,8 @@ pub(crate) fn fingerprint_index(window: u32) -> usize {
 pub(crate) struct KnownSecrets {
     nfa: Option<NFA>,
     bloom: Box<[u8; BLOOM_MAP]>,
+    /// First two bytes of each pattern (the engine's first-level filter).
+    pairs: Vec<u16>,
     patterns: Vec<Pattern>,
     /// Longest pattern.
     pub(crate) span: usize,
@@ -230,6 +232,7 @@ impl KnownSecrets {
         Self {
             nfa: None,
             bloom: zeroed_map(),
+            pairs: Vec::new(),
             patterns: Vec::new(),
             span: 0,
         }
@@ -283,9 +286,16 @@ impl KnownSecrets {
             .build(&bytes)
             .map_err(|e| DlpError::Build(e.to_string()))?;
         let span = patterns.iter().map(|p| p.len).max().unwrap_or(0);
+        let mut pairs: Vec<u16> = bytes
+            .iter()
+            .map(|p| u16::from_le_bytes([p[0], p[1]]))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
         Ok(Self {
             nfa: Some(nfa),
             bloom,
+            pairs,
             patterns,
             span,
         })
@@ -337,9 +347,9 @@ impl KnownSecrets {
         Walk::Open(sid)
     }
 
-    /// The fingerprint map (all zero without secrets).
-    pub(crate) fn bloom_map(&self) -> &[u8; BLOOM_MAP] {
-        &self.bloom
+    /// The first two bytes of every pattern, little-endian.
+    pub(crate) fn pattern_pairs(&self) -> impl Iterator<Item = u16> + '_ {
+        self.pairs.iter().copied()
     }
 
     /// Whether a match may begin with these four bytes.

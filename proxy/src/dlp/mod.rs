@@ -177,6 +177,29 @@ pub struct DlpEngine {
     token: Arc<token::TokenPatterns>,
     known: known::KnownSecrets,
     injection: Arc<injection::Injection>,
+    /// Flags by the first two bytes of a window: [`PAIR_SHORT`] when a short
+    /// token keyword starts so, [`PAIR_KNOWN`] when a known-secret pattern
+    /// does. One load per position is the fingerprint pass's whole cost
+    /// on ordinary text.
+    pairs: Box<[u8; PAIRS]>,
+}
+
+/// Entries of the two-byte prefix map.
+pub(crate) const PAIRS: usize = 1 << 16;
+/// A short `token_patterns` keyword starts with this pair.
+pub(crate) const PAIR_SHORT: u8 = 1;
+/// A `known_secrets` pattern starts with this pair.
+pub(crate) const PAIR_KNOWN: u8 = 2;
+
+fn pair_map(token: &token::TokenPatterns, known: &known::KnownSecrets) -> Box<[u8; PAIRS]> {
+    let mut map: Box<[u8; PAIRS]> = known::zeroed_map();
+    for pair in token.short_pairs() {
+        map[usize::from(pair)] |= PAIR_SHORT;
+    }
+    for pair in known.pattern_pairs() {
+        map[usize::from(pair)] |= PAIR_KNOWN;
+    }
+    map
 }
 
 static TOKEN: LazyLock<Arc<token::TokenPatterns>> =
@@ -192,9 +215,11 @@ impl DlpEngine {
         N: Into<String>,
         I: IntoIterator<Item = (N, Redacted<Vec<u8>>)>,
     {
+        let known = known::KnownSecrets::new(secrets)?;
         Ok(Self {
+            pairs: pair_map(&TOKEN, &known),
             token: Arc::clone(&TOKEN),
-            known: known::KnownSecrets::new(secrets)?,
+            known,
             injection: Arc::clone(&INJECTION),
         })
     }
@@ -202,9 +227,11 @@ impl DlpEngine {
     /// An engine with no registered secrets.
     #[must_use]
     pub fn without_secrets() -> Self {
+        let known = known::KnownSecrets::empty();
         Self {
+            pairs: pair_map(&TOKEN, &known),
             token: Arc::clone(&TOKEN),
-            known: known::KnownSecrets::empty(),
+            known,
             injection: Arc::clone(&INJECTION),
         }
     }
@@ -224,7 +251,10 @@ impl DlpEngine {
     /// Heap bytes held by the compiled automata.
     #[must_use]
     pub fn memory_usage(&self) -> usize {
-        self.token.memory_usage() + self.known.memory_usage() + self.injection.memory_usage()
+        self.token.memory_usage()
+            + self.known.memory_usage()
+            + self.injection.memory_usage()
+            + PAIRS
     }
 
     /// A scanner for one stream.

@@ -16,7 +16,10 @@
 pub(crate) struct RuleDef {
     /// Stable rule name, reported in block reasons.
     pub(crate) name: &'static str,
-    /// Literals, one of which occurs in every match (case-sensitive).
+    /// Literals, one of which occurs in every match (case-sensitive). Not
+    /// necessarily a prefix: the SIMD prefilter fingerprints a keyword's
+    /// first three bytes, so a keyword starts where the token is rare in
+    /// ordinary text (`k-ant-`, not `sk-ant-`, which `task-` shares).
     pub(crate) keywords: &'static [&'static str],
     /// The confirming regex (bytes, ASCII); every match contains a keyword.
     pub(crate) regex: &'static str,
@@ -54,7 +57,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "aws-secret-access-key",
-        keywords: &["aws_secret", "AWS_SECRET", "SecretAccessKey"],
+        keywords: &["aws_secret", "AWS_SECRET", "etAccessKey"],
         regex: r#"(?i:aws_?secret_?(?:access_?)?key|secretaccesskey)["']?\s{0,4}[:=]\s{0,4}["']?[A-Za-z0-9/+]{40}\b"#,
         exclude: &["EXAMPLEKEY"],
         examples: &[
@@ -76,7 +79,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "gcp-service-account-key",
-        keywords: &["\"private_key_id\""],
+        keywords: &["e_key_id\""],
         regex: r#""private_key_id"\s{0,4}:\s{0,4}"[0-9a-f]{40}""#,
         exclude: &[],
         examples: &["{\"private_key_id\": \"{40:hex}\"}"],
@@ -111,7 +114,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "azure-storage-account-key",
-        keywords: &["AccountKey="],
+        keywords: &["ntKey="],
         regex: r"AccountKey=[A-Za-z0-9+/]{86}==",
         exclude: &[],
         examples: &["DefaultEndpointsProtocol=https;AccountName=x;AccountKey={86:b64}=="],
@@ -171,7 +174,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "github-fine-grained-pat",
-        keywords: &["github_pat_"],
+        keywords: &["ub_pat_"],
         regex: r"\bgithub_pat_[0-9A-Za-z]{22}_[0-9A-Za-z]{59}\b",
         exclude: &[],
         examples: &["git{=}hub_pat_{22:alnum}_{59:alnum}"],
@@ -252,7 +255,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "slack-webhook-url",
-        keywords: &["hooks.slack.com/"],
+        keywords: &["s.slack.com/"],
         regex: r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Z0-9]{8,12}/[A-Z0-9]{8,12}/[0-9A-Za-z]{24}",
         exclude: &[],
         examples: &["https://hooks.sl{=}ack.com/services/T{9:UPPER}/B{9:UPPER}/{24:alnum}"],
@@ -279,7 +282,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "anthropic-api-key",
-        keywords: &["sk-ant-"],
+        keywords: &["k-ant-"],
         regex: concat!(
             r"\bsk-ant-(?:api|admin|oat|sid)[0-9]{2}-[0-9A-Za-z_\-]{80,120}",
             end!()
@@ -310,7 +313,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "openai-scoped-key",
-        keywords: &["sk-proj-", "sk-svcacct-", "sk-admin-"],
+        keywords: &["k-proj-", "k-svcacct-", "k-admin-"],
         regex: concat!(
             r"\bsk-(?:proj|svcacct|admin)-[0-9A-Za-z_\-]{80,200}",
             end!()
@@ -333,7 +336,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "huggingface-org-token",
-        keywords: &["api_org_"],
+        keywords: &["i_org_"],
         regex: r"\bapi_org_[A-Za-z]{34}\b",
         exclude: &[],
         examples: &["api{=}_org_{34:alpha}"],
@@ -349,7 +352,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "pypi-api-token",
-        keywords: &["pypi-AgE"],
+        keywords: &["i-AgE"],
         regex: concat!(
             r"\bpypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[0-9A-Za-z_\-]{50,300}",
             end!()
@@ -419,7 +422,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "linear-api-key",
-        keywords: &["lin_api_"],
+        keywords: &["n_api_"],
         regex: r"\blin_api_[0-9A-Za-z]{40}\b",
         exclude: &[],
         examples: &["li{=}n_api_{40:alnum}"],
@@ -427,7 +430,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "notion-token",
-        keywords: &["ntn_", "secret_"],
+        keywords: &["ntn_", "ecret_"],
         regex: r"\b(?:ntn_[0-9A-Za-z]{46}|secret_[0-9A-Za-z]{43})\b",
         exclude: &[],
         examples: &["nt{=}n_{46:alnum}", "sec{=}ret_{43:alnum}"],
@@ -486,7 +489,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "discord-webhook-url",
-        keywords: &["/api/webhooks/"],
+        keywords: &["i/webhooks/"],
         regex: concat!(
             r"discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[0-9A-Za-z_\-]{60,68}",
             end!()
@@ -508,7 +511,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "age-secret-key",
-        keywords: &["AGE-SECRET-KEY-1"],
+        keywords: &["-SECRET-KEY-1"],
         regex: r"AGE-SECRET-KEY-1[0-9A-Z]{58}\b",
         exclude: &[],
         examples: &["AGE-SEC{=}RET-KEY-1{58:UPPER}"],
@@ -524,7 +527,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "terraform-cloud-token",
-        keywords: &[".atlasv1."],
+        keywords: &["atlasv1."],
         regex: concat!(r"\b[0-9A-Za-z]{14}\.atlasv1\.[0-9A-Za-z_\-]{60,70}", end!()),
         exclude: &[],
         examples: &["{14:alnum}.atl{=}asv1.{67:b64url}"],
@@ -556,7 +559,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "private-key-pem",
-        keywords: &["PRIVATE KEY"],
+        keywords: &["RIVATE KEY"],
         // The header alone is not a key (parsers and regexes quote it); require
         // key material after it, possibly behind escaped newlines in source.
         regex: r"-----BEGIN (?:RSA |DSA |EC |OPENSSH |ENCRYPTED |PGP |SSH2 ENCRYPTED )?PRIVATE KEY(?: BLOCK)?-----(?:\s|\\[rn]){1,8}(?:[A-Za-z0-9+/=]{16}|Proc-Type:|Comment:|Version:)",

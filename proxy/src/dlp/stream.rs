@@ -6,13 +6,8 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use super::injection::InjState;
-use super::known::{BLOOM_MAP, KnownMatch, KnownState, fingerprint_index};
-use super::token::SHORT_MAP;
-use super::{Detector, DetectorSet, DlpEngine, Hit};
-
-/// Maps for a disabled detector: nothing ever hits.
-static NO_SHORT: [u8; SHORT_MAP] = [0; SHORT_MAP];
-static NO_BLOOM: [u8; BLOOM_MAP] = [0; BLOOM_MAP];
+use super::known::{KnownMatch, KnownState};
+use super::{Detector, DetectorSet, DlpEngine, Hit, PAIR_KNOWN, PAIR_SHORT, PAIRS};
 
 /// A token-rule candidate waiting for its window: ordered by key first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -308,20 +303,10 @@ impl StreamScanner {
         }
         let from = (p.max(base) - base) as usize;
         let engine = Arc::clone(&self.engine);
-        // Fixed-size byte maps (no bounds checks, no variable shifts); a
-        // disabled detector gets an all-zero map so the loop stays
-        // branch-free.
-        let short: &[u8; SHORT_MAP] = if self.token {
-            engine.token.short_map()
-        } else {
-            &NO_SHORT
-        };
-        let known: &[u8; BLOOM_MAP] = if self.known {
-            engine.known.bloom_map()
-        } else {
-            &NO_BLOOM
-        };
-        let probe = |w: u32| short[(w & 0xFFFF) as usize] | known[fingerprint_index(w)];
+        let pairs: &[u8; PAIRS] = &engine.pairs;
+        let mask =
+            if self.token { PAIR_SHORT } else { 0 } | if self.known { PAIR_KNOWN } else { 0 };
+        let probe = |w: u32| pairs[(w & 0xFFFF) as usize] & mask;
         let mut i = from;
         // Four positions per 8-byte load.
         while i + 8 <= chunk.len() {
@@ -369,11 +354,12 @@ impl StreamScanner {
         if known_best.as_ref().is_some_and(|b| p >= b.end) {
             return true;
         }
-        if self.token {
+        let flags = self.engine.pairs[usize::from(u16::from_le_bytes([w[0], w[1]]))];
+        if self.token && flags & PAIR_SHORT != 0 {
             let token = Arc::clone(&self.engine.token);
             token.short_at(w, |len, id| self.push_candidate(p, p + len as u64, id));
         }
-        if self.known && self.engine.known.may_start(w) {
+        if self.known && flags & PAIR_KNOWN != 0 && self.engine.known.may_start(w) {
             let engine = Arc::clone(&self.engine);
             engine.known.start(
                 &mut self.known_state,

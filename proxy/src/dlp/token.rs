@@ -11,9 +11,6 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use super::rules::RULES;
 
-/// Entries of the map over two-byte keyword prefixes.
-pub(crate) const SHORT_MAP: usize = 1 << 16;
-
 /// Keyword ids paired with keywords.
 type Ids<'a> = Vec<(usize, &'a str)>;
 
@@ -40,8 +37,7 @@ pub(crate) struct TokenPatterns {
     /// Keywords shorter than four bytes, with their ids. The stream's
     /// fingerprint pass finds them (see [`Self::short_bit`]).
     short: Vec<(&'static [u8], usize)>,
-    /// Bitmap over the first two bytes of every short keyword.
-    short_bits: Box<[u8; SHORT_MAP]>,
+
     /// For each keyword pattern id, the rules it can start.
     pub(crate) keyword_rules: Vec<Vec<u16>>,
     pub(crate) rules: Vec<TokenRule>,
@@ -107,10 +103,6 @@ impl TokenPatterns {
             .build()
             .expect("at most 64 long keywords (a unit test checks it)");
         let long_ids = long.iter().map(|(i, _)| *i).collect();
-        let mut short_bits: Box<[u8; SHORT_MAP]> = super::known::zeroed_map();
-        for (_, k) in &short {
-            short_bits[usize::from(u16::from_le_bytes([k.as_bytes()[0], k.as_bytes()[1]]))] = 1;
-        }
         let short = short.into_iter().map(|(i, k)| (k.as_bytes(), i)).collect();
         let max_keyword = keywords.iter().map(|k| k.len()).max().unwrap_or(1);
         let span = rules.iter().map(|r| 2 * r.max_len + 2).max().unwrap_or(0);
@@ -118,7 +110,6 @@ impl TokenPatterns {
             keywords: automaton,
             long_ids,
             short,
-            short_bits,
             keyword_rules,
             rules,
             max_keyword,
@@ -142,9 +133,11 @@ impl TokenPatterns {
         }
     }
 
-    /// The map over the first two bytes of every short keyword.
-    pub(crate) fn short_map(&self) -> &[u8; SHORT_MAP] {
-        &self.short_bits
+    /// The first two bytes of every short keyword, little-endian.
+    pub(crate) fn short_pairs(&self) -> impl Iterator<Item = u16> + '_ {
+        self.short
+            .iter()
+            .map(|(k, _)| u16::from_le_bytes([k[0], k[1]]))
     }
 
     /// Calls `f(len, keyword id)` for each short keyword `window` begins with.
