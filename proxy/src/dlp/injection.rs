@@ -169,10 +169,7 @@ impl Injection {
         st.emitted += 1;
         st.sid = self.dfa.next_state(Anchored::No, st.sid, b);
         if self.dfa.is_special(st.sid) && self.dfa.is_match(st.sid) {
-            let id = (0..self.dfa.match_len(st.sid))
-                .map(|k| self.dfa.match_pattern(st.sid, k).as_usize())
-                .min()
-                .unwrap_or(0);
+            let id = self.match_id(st.sid);
             let len = self.phrases[id].len() as u64;
             let start = st.ring[((st.emitted - len) as usize) % RING];
             return Some((id, start));
@@ -238,8 +235,47 @@ impl Injection {
         chunk: &[u8],
         base: u64,
     ) -> Option<(u64, usize, u64)> {
-        for (i, &b) in chunk.iter().enumerate() {
+        let mut i = 0;
+        while i < chunk.len() {
+            // Fast path: a run of visible ASCII with no sequence pending goes
+            // lower-cased straight into the automaton, its state kept in
+            // registers; the run ends at anything else or at a match.
+            if st.utf8_need == 0 {
+                let (mut sid, mut emitted) = (st.sid, st.emitted);
+                let start = i;
+                let mut matched = false;
+                while i < chunk.len() {
+                    let b = chunk[i];
+                    if !(0x21..0x7F).contains(&b) {
+                        break;
+                    }
+                    st.ring[(emitted as usize) % RING] = base + i as u64;
+                    emitted += 1;
+                    sid = self
+                        .dfa
+                        .next_state(Anchored::No, sid, b.to_ascii_lowercase());
+                    i += 1;
+                    if self.dfa.is_special(sid) && self.dfa.is_match(sid) {
+                        matched = true;
+                        break;
+                    }
+                }
+                if i > start {
+                    st.sid = sid;
+                    st.emitted = emitted;
+                    Self::visible(st);
+                    if matched {
+                        let id = self.match_id(sid);
+                        let len = self.phrases[id].len() as u64;
+                        let from = st.ring[((emitted - len) as usize) % RING];
+                        return Some((base + i as u64, id, from));
+                    }
+                    continue;
+                }
+            }
+            let b = chunk[i];
             let p = base + i as u64;
+            i += 1;
             let found = if st.utf8_need > 0 {
                 if b & 0xC0 == 0x80 {
                     st.utf8[st.utf8_len as usize] = b;
@@ -267,6 +303,13 @@ impl Injection {
             }
         }
         None
+    }
+
+    fn match_id(&self, sid: StateID) -> usize {
+        (0..self.dfa.match_len(sid))
+            .map(|k| self.dfa.match_pattern(sid, k).as_usize())
+            .min()
+            .unwrap_or(0)
     }
 
     /// A byte outside any multi-byte sequence.
