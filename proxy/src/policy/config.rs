@@ -931,6 +931,20 @@ impl Parser {
             let Some(entries) = self.mapping(&base, item, MATCH_KEYS) else {
                 continue;
             };
+            if item
+                .as_mapping()
+                .is_some_and(serde_norway::Mapping::is_empty)
+            {
+                self.err(
+                    &base,
+                    ConfigErrorKind::Invalid(
+                        "an empty entry accepts every request; give paths, methods or headers, \
+                         or omit matches"
+                            .into(),
+                    ),
+                );
+                continue;
+            }
             let mut entry = MatchEntry::default();
             for (k, val) in entries {
                 let key = join(&base, k);

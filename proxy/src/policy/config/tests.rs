@@ -250,12 +250,22 @@ fn empty_routes_list_is_a_deny_all_config() {
 
 #[test]
 fn empty_sub_mappings_mean_defaults() {
-    let cfg = parse(&route_yaml("git: {}\ndlp: {}\nmatches:\n  - {}\n"));
+    let cfg = parse(&route_yaml("git: {}\ndlp: {}\n"));
     let r = &cfg.routes[0];
     assert!(!r.git_fetch);
     assert_eq!(r.outbound, DetectorChoice::All);
     assert_eq!(r.inbound, DetectorChoice::All);
-    assert_eq!(r.matches, Some(vec![MatchEntry::default()]));
+}
+
+#[test]
+fn an_empty_matches_entry_is_refused() {
+    // `{}` would accept every request: almost certainly a mistake.
+    let errors = RoutesConfig::from_yaml(&route_yaml("matches:\n  - {}\n")).unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        "routes[0] (host \"a.example\"): matches[0]: an empty entry accepts every request; \
+         give paths, methods or headers, or omit matches"
+    );
 }
 
 #[test]
@@ -1266,7 +1276,7 @@ routes:
       outbound_detectors: [token_patterns]
       inbound_detectors: false
   - host: "null"
-    matches: [{}]
+    matches: [{methods: [GET]}]
   - host: "1e5"
     dlp: {outbound_detectors: false}
   - host: "::1"
@@ -1439,6 +1449,9 @@ fn arb_match() -> impl Strategy<Value = MatchEntry> {
         prop::collection::vec(arb_token(), 0..3),
         prop::collection::vec(arb_header(), 0..3),
     )
+        .prop_filter("an empty entry is refused", |(p, m, h)| {
+            !(p.is_empty() && m.is_empty() && h.is_empty())
+        })
         .prop_map(|(paths, methods, headers)| MatchEntry {
             paths,
             methods,
