@@ -162,7 +162,10 @@ impl Builder {
         let data = std::fs::read(path)
             .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))?;
         let origin = path.strip_prefix(&self.root).unwrap_or(path);
-        self.push(&origin.display().to_string(), &data[..data.len().min(limit)]);
+        self.push(
+            &origin.display().to_string(),
+            &data[..data.len().min(limit)],
+        );
         Ok(())
     }
 
