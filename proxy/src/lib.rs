@@ -8,6 +8,11 @@
 //! These modules do no I/O and pull in no async runtime, so the
 //! orchestrator and git-gate use them with default features off.
 
+#[cfg(feature = "server")]
+pub mod ca;
 pub mod dlp;
+pub mod env_vars;
 pub mod policy;
 pub mod redact;
+#[cfg(feature = "server")]
+pub mod server;

@@ -1,26 +1,79 @@
-//! The `bb-egress` command. Thin: parse arguments, call [`run`], map the
-//! outcome to an exit code.
-//!
-//! Today it has one subcommand, `check ROUTES.yaml`, which validates a routes
-//! file and prints every error with its location. The proxy server joins it
-//! with the server feature.
+//! The `bb-egress` command. Thin: parse flags, call [`run`], map the outcome
+//! to an exit code. Configuration errors exit 64 before any port is bound.
 
-use std::io::Write as _;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use bb_egress::ca::BottleCa;
 use bb_egress::policy::Policy;
+use bb_egress::server::{Limits, Server, ServerConfig, ServerError};
+use clap::{Args, Parser, Subcommand};
 
-/// Exit code for bad configuration (sysexits `EX_CONFIG` is 78; the project
-/// uses `EX_USAGE`, 64, for every configuration and usage error).
+/// Exit code for bad configuration or usage (`EX_USAGE`).
 const EXIT_CONFIG: u8 = 64;
 
-const USAGE: &str = "usage: bb-egress check ROUTES.yaml\n\n\
-    check   validate a routes file; print every error with its location (exit 64 on error)\n";
+/// bot-bottle's TLS-bumping egress proxy.
+#[derive(Debug, Parser)]
+#[command(name = "bb-egress", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a routes file; print every error with its location (exit 64 on error).
+    Check {
+        /// The routes.yaml to check.
+        routes: PathBuf,
+    },
+    /// Manage the bottle CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create DIR/ca.key (0600) and DIR/ca.crt.
+    Init {
+        /// Directory to create the CA in.
+        dir: PathBuf,
+        /// Restrict the CA with X.509 name constraints to these DNS names
+        /// (and their subdomains); repeatable.
+        #[arg(long = "permit", value_name = "HOST")]
+        permit: Vec<String>,
+    },
+}
+
+/// Running the proxy (no subcommand).
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The routes.yaml to enforce (reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    routes: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9099")]
+    listen: SocketAddr,
+    /// Directory holding the bottle CA (ca.key, ca.crt); see `bb-egress ca init`.
+    #[arg(long, value_name = "DIR")]
+    ca: Option<PathBuf>,
+    /// Extra PEM roots to trust for upstream TLS (private CAs, tests).
+    #[arg(long, value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
+    /// Most concurrent client connections.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+}
 
 fn main() -> ExitCode {
-    match run(&std::env::args_os().skip(1).collect::<Vec<_>>()) {
+    let cli = Cli::parse();
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("bb-egress: error: {e:#}");
@@ -29,21 +82,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
-    let args: Vec<&str> = args
-        .iter()
-        .map(|a| a.to_str().context("arguments must be UTF-8"))
-        .collect::<anyhow::Result<_>>()?;
-    match args.as_slice() {
-        ["check", file] => check(Path::new(file)),
-        ["-h" | "--help" | "help"] => {
-            print!("{USAGE}");
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Check { routes }) => check(&routes),
+        Some(Command::Ca {
+            command: CaCommand::Init { dir, permit },
+        }) => {
+            BottleCa::init(&dir, &permit)?;
+            println!("{}: CA written (ca.key, ca.crt)", dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        _ => {
-            eprint!("{USAGE}");
-            Ok(ExitCode::from(EXIT_CONFIG))
-        }
+        None => serve(cli.run),
     }
 }
 
@@ -60,12 +109,57 @@ fn check(file: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
-            let mut err = std::io::stderr().lock();
             for e in &errors.0 {
-                writeln!(err, "{}: {e}", file.display())?;
+                eprintln!("{}: {e}", file.display());
             }
-            writeln!(err, "{}: {} error(s)", file.display(), errors.0.len())?;
+            eprintln!("{}: {} error(s)", file.display(), errors.0.len());
             Ok(ExitCode::from(EXIT_CONFIG))
         }
     }
+}
+
+fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (Some(routes), Some(ca)) = (args.routes, args.ca) else {
+        anyhow::bail!(
+            "bb-egress needs --routes FILE and --ca DIR to run (see --help); \
+             `bb-egress ca init DIR` creates a CA"
+        );
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env(bb_egress::env_vars::BB_EGRESS_LOG)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = ServerConfig {
+        listen: args.listen,
+        routes,
+        ca_dir: ca,
+        upstream_ca: args.upstream_ca,
+        limits: Limits {
+            max_connections: args.max_connections,
+            ..Limits::default()
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = match Server::start(config).await {
+            Ok(s) => s,
+            Err(e @ ServerError::Bind { .. }) => {
+                eprintln!("bb-egress: error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => {
+                eprintln!("bb-egress: error: {e}");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+        };
+        server.run_until_signalled().await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -36,6 +36,25 @@ fn rust_files(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The offset just past the `-----END ...-----` line of a PEM block that
+/// starts at `text[0]`, when the body between is base64 (possibly with
+/// escaped newlines, as in string literals).
+fn pem_block_end(text: &[u8]) -> Option<usize> {
+    let window = &text[..text.len().min(16 * 1024)];
+    let s = String::from_utf8_lossy(window);
+    let body_start = s.find("KEY-----")? + "KEY-----".len();
+    let end_marker = s[body_start..].find("-----END ")? + body_start;
+    let body = &s[body_start..end_marker];
+    let base64ish = body
+        .replace("\\r", "")
+        .replace("\\n", "")
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '"' && *c != '\\')
+        .all(|c| c.is_ascii_alphanumeric() || "+/=:-,".contains(c));
+    let footer_end = s[end_marker..].find("KEY-----")? + end_marker + "KEY-----".len();
+    (base64ish && body.len() >= 64).then_some(footer_end)
+}
+
 #[test]
 fn token_patterns_fire_on_no_real_source_code() {
     let root = registry_src();
@@ -44,13 +63,32 @@ fn token_patterns_fire_on_no_real_source_code() {
     let set = DetectorSet::of(&[Detector::TokenPatterns]);
     let mut bytes = 0usize;
     let mut hits = Vec::new();
+    let mut embedded_keys = Vec::new();
     for f in &files {
         let data = std::fs::read(f).unwrap();
         bytes += data.len();
-        if let Some(hit) = engine.scan(set, &data) {
+        let mut at = 0;
+        while let Some(hit) = engine.scan(set, &data[at..]) {
+            let start = at + usize::try_from(hit.offset).unwrap();
+            // A complete PEM private-key block (header, base64 body, footer)
+            // is real key material, embedded as a test fixture by crates
+            // such as rcgen and pem: a true positive, listed, not counted.
+            if &*hit.rule == "private-key-pem"
+                && let Some(end) = pem_block_end(&data[start..])
+            {
+                embedded_keys.push(format!("{}: {hit}", f.display()));
+                at = start + end;
+                continue;
+            }
             hits.push(format!("{}: {hit}", f.display()));
+            break;
         }
     }
+    eprintln!(
+        "{} complete private keys embedded in crate sources (true positives):\n{}",
+        embedded_keys.len(),
+        embedded_keys.join("\n")
+    );
     assert!(
         bytes >= 20 << 20,
         "only {bytes} bytes of source under {} (cargo fetch populates it)",

@@ -122,6 +122,12 @@ pub enum BlockReason {
     DnsOverHttps,
     /// A `_egress.local` path other than `/allowlist`.
     UnknownIntrospectionPath,
+    /// A request inside a bumped tunnel named a host other than the one the
+    /// tunnel was opened for.
+    HostMismatch,
+    /// A request body the DLP engine cannot read (a `Content-Encoding`
+    /// other than identity) on a route with outbound detection.
+    UnscannableBody,
     /// An outbound or inbound DLP detector fired.
     Dlp(Hit),
 }
@@ -139,6 +145,8 @@ impl BlockReason {
             Self::GitFetch => "git-fetch",
             Self::DnsOverHttps => "dns-over-https",
             Self::UnknownIntrospectionPath => "unknown-introspection-path",
+            Self::HostMismatch => "host-mismatch",
+            Self::UnscannableBody => "unscannable-body",
             Self::Dlp(_) => "dlp",
         }
     }
@@ -159,6 +167,12 @@ impl fmt::Display for BlockReason {
             Self::UnknownIntrospectionPath => {
                 write!(f, "{INTROSPECTION_HOST} only serves /allowlist")
             }
+            Self::HostMismatch => {
+                f.write_str("the request's host differs from the CONNECT tunnel's host")
+            }
+            Self::UnscannableBody => f.write_str(
+                "the request body is compressed (Content-Encoding) and cannot be scanned; send it uncompressed",
+            ),
             Self::Dlp(hit) => write!(f, "{} detected a credential or injection ({})", hit.detector.name(), hit.rule),
         }
     }

@@ -1,0 +1,103 @@
+"""Prints the side-by-side table from compare-mitmproxy.sh's results folder.
+
+Usage: python3 report.py RESULTS_DIR
+
+RESULTS_DIR/<proxy>/<scenario>.json holds bb-loadgen's JSON line plus the
+fields the script adds (peak_rss_kib, proxy_cpu_s). Scenarios are printed in
+the order of RESULTS_DIR/scenarios.txt, proxies in RESULTS_DIR/proxies.txt.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+BASE, OTHER = "mitmproxy", "bb-egress"
+
+
+def load(results: Path) -> tuple[list[str], list[str], dict]:
+    scenarios = (results / "scenarios.txt").read_text().split()
+    proxies = (results / "proxies.txt").read_text().split()
+    data: dict[tuple[str, str], dict] = {}
+    for p in proxies:
+        for s in scenarios:
+            f = results / p / f"{s}.json"
+            if f.exists():
+                data[(p, s)] = json.loads(f.read_text())
+    return scenarios, proxies, data
+
+
+def fmt(v, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def cpu_us_per_req(r: dict) -> float | None:
+    if r.get("proxy_cpu_s") is None or not r.get("requests"):
+        return None
+    return r["proxy_cpu_s"] * 1e6 / r["requests"]
+
+
+def rss_mib(r: dict) -> float | None:
+    return None if r.get("peak_rss_kib") is None else r["peak_rss_kib"] / 1024
+
+
+def main() -> int:
+    results = Path(sys.argv[1])
+    scenarios, proxies, data = load(results)
+    head = ["scenario", "proxy", "req/s", "p50 ms", "p99 ms", "MB/s",
+            "peak RSS MiB", "CPU µs/req", "errors"]
+    rows = []
+    for s in scenarios:
+        for p in proxies:
+            r = data.get((p, s))
+            if r is None:
+                rows.append([s, p, "not run", "", "", "", "", "", ""])
+                continue
+            rows.append([s, p, fmt(r["req_per_s"]), fmt(r["p50_ms"], 2), fmt(r["p99_ms"], 2),
+                         fmt(r["mb_per_s"], 2), fmt(rss_mib(r)), fmt(cpu_us_per_req(r), 0),
+                         str(r["errors"])])
+    print_table(head, rows)
+
+    ratio_rows = []
+    for s in scenarios:
+        a, b = data.get((OTHER, s)), data.get((BASE, s))
+        if not a or not b:
+            continue
+
+        def ratio(x, y):
+            return None if x is None or not y else x / y
+
+        ratio_rows.append([
+            s,
+            fmt(ratio(a["req_per_s"], b["req_per_s"]), 2),
+            fmt(ratio(a["p50_ms"], b["p50_ms"]), 2),
+            fmt(ratio(a["p99_ms"], b["p99_ms"]), 2),
+            fmt(ratio(rss_mib(a), rss_mib(b)), 2),
+            fmt(ratio(cpu_us_per_req(a), cpu_us_per_req(b)), 2),
+        ])
+    print()
+    if ratio_rows:
+        print(f"ratios {OTHER} / {BASE} (req/s: higher is better; the rest: lower is better)")
+        print_table(["scenario", "req/s", "p50", "p99", "peak RSS", "CPU/req"], ratio_rows)
+    else:
+        print(f"ratios {OTHER} / {BASE}: not available ({OTHER} half not run)")
+    for (p, s), r in sorted(data.items()):
+        if r.get("first_error"):
+            print(f"{p} {s}: first error: {r['first_error']}")
+    return 0
+
+
+def print_table(head: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    for i, row in enumerate([head, *rows]):
+        cells = [c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))]
+        print("  ".join(cells).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,706 @@
+//! Client connections and the request pipeline of SPEC §3.
+//!
+//! A client connection speaks HTTP/1.1 to the proxy: absolute-form plain
+//! HTTP requests are handled directly; `CONNECT host:port` is checked
+//! against the policy *before* a leaf certificate exists, then the tunnel is
+//! bumped with a leaf for that host and served as HTTP/1.1 or h2 (ALPN).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::body::{HitSlot, ScannedBody};
+use super::upstream::{BoxError, ProxyBody};
+use crate::dlp::{DetectorSet, Hit, StreamScanner};
+use crate::policy::{self, Block, BlockReason, Decision, Forward, LogLevel, Via};
+
+/// Bodies are held whole while scanned up to this size: a request body that
+/// hits never reaches the upstream at all, and a response that hits is
+/// replaced by a block. Larger bodies stream, and a hit cuts them short.
+const HOLD_LIMIT: usize = 256 * 1024;
+
+/// A body read through a scanner up to [`HOLD_LIMIT`].
+enum Held {
+    /// The whole body, scanned and clean.
+    Whole(Vec<u8>),
+    /// The cleared start of a larger body, and the rest still to stream.
+    Partial(Box<(Vec<u8>, StreamScanner, Incoming)>),
+    /// The scanner fired.
+    Hit(Hit),
+    /// Reading the body failed.
+    Failed(hyper::Error),
+}
+
+async fn hold(mut body: Incoming, mut scanner: StreamScanner) -> Held {
+    let mut cleared = Vec::new();
+    loop {
+        match body.frame().await {
+            None => {
+                return match scanner.finish(&mut cleared) {
+                    Ok(()) => Held::Whole(cleared),
+                    Err(hit) => Held::Hit(hit),
+                };
+            }
+            Some(Err(e)) => return Held::Failed(e),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data()
+                    && let Err(hit) = scanner.feed(&data, &mut cleared)
+                {
+                    return Held::Hit(hit);
+                }
+                if cleared.len() >= HOLD_LIMIT {
+                    return Held::Partial(Box::new((cleared, scanner, body)));
+                }
+            }
+        }
+    }
+}
+
+impl policy::Headers for HeaderMap {
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        self.get_all(name).iter().any(|v| pred(v.as_bytes()))
+    }
+}
+
+fn full(body: impl Into<Bytes>) -> ProxyBody {
+    Full::new(body.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+fn empty() -> ProxyBody {
+    Empty::<Bytes>::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone)]
+struct Target {
+    via: Via,
+    host: String,
+    port: u16,
+}
+
+/// Serves one client TCP connection until it closes or shutdown.
+pub(crate) async fn serve_client(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let svc_shared = Arc::clone(&shared);
+    let svc_shutdown = shutdown.clone();
+    let svc = service_fn(move |req| {
+        let shared = Arc::clone(&svc_shared);
+        let shutdown = svc_shutdown.clone();
+        async move { Ok::<_, Infallible>(front(req, shared, shutdown).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_timeout)
+        .max_buf_size(shared.limits.max_header_bytes.max(8192));
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            }
+        }
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// A request on the client connection: CONNECT, plain HTTP, or a mistake.
+async fn front(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> Response<ProxyBody> {
+    if req.method() == Method::CONNECT {
+        return connect(req, shared, shutdown);
+    }
+    let uri = req.uri().clone();
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(host)) => {
+            let target = Target {
+                via: Via::PlainHttp,
+                host: host.to_ascii_lowercase(),
+                port: uri.port_u16().unwrap_or(80),
+            };
+            handle(req, target, &shared).await
+        }
+        (Some(_), Some(_)) => text(
+            StatusCode::BAD_REQUEST,
+            "bb-egress: use CONNECT for https:// URLs\n".into(),
+        ),
+        _ => text(
+            StatusCode::BAD_REQUEST,
+            "bb-egress is a forward proxy: send absolute-form requests or CONNECT\n".into(),
+        ),
+    }
+}
+
+fn connect(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> Response<ProxyBody> {
+    let Some(authority) = req.uri().authority().cloned() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "bb-egress: CONNECT needs host:port\n".into(),
+        );
+    };
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let Some(port) = authority.port_u16() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "bb-egress: CONNECT needs host:port\n".into(),
+        );
+    };
+    let generation = shared.current();
+    if let Err(block) = generation.policy.check_connect(&host, port) {
+        log_block(&generation, &block, "CONNECT", "");
+        return text(StatusCode::FORBIDDEN, block.agent_message());
+    }
+    // Minted only now: a host the policy refuses never gets a certificate.
+    let before = shared.leaves.minted();
+    let leaf = match shared.leaves.get(&host) {
+        Ok(l) => {
+            if shared.leaves.minted() > before {
+                tracing::debug!(%host, "minted leaf certificate");
+            }
+            l
+        }
+        Err(e) => {
+            tracing::error!(%host, error = %e, "minting a leaf certificate failed");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                "bb-egress: could not mint a certificate\n".into(),
+            );
+        }
+    };
+    let target = Target {
+        via: Via::Connect,
+        host,
+        port,
+    };
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => bump(upgraded, target, leaf, shared, shutdown).await,
+            Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+        }
+    });
+    Response::new(empty())
+}
+
+#[derive(Debug)]
+struct FixedCert(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for FixedCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+}
+
+async fn bump(
+    upgraded: hyper::upgrade::Upgraded,
+    target: Target,
+    leaf: Arc<rustls::sign::CertifiedKey>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let config = match rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    {
+        Ok(b) => {
+            let mut c = b
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(FixedCert(leaf)));
+            c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            c
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "TLS configuration failed");
+            return;
+        }
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let handshake = acceptor.accept(TokioIo::new(upgraded));
+    let tls = match tokio::time::timeout(shared.limits.handshake_timeout, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(host = %target.host, error = %e, "client TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(host = %target.host, "client TLS handshake timed out");
+            return;
+        }
+    };
+    let svc_shared = Arc::clone(&shared);
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let shared = Arc::clone(&svc_shared);
+        let target = target.clone();
+        async move { Ok::<_, Infallible>(handle(req, target, &shared).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_timeout)
+        .max_buf_size(shared.limits.max_header_bytes.max(8192));
+    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "bumped connection ended with an error");
+            }
+        }
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Headers never forwarded in either direction (hop-by-hop, RFC 9110 §7.6.1,
+/// plus the proxy's own and QUIC advertisements).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// A path safe to log: scanned first, so a credential in a refused URL
+/// never reaches the logs.
+fn loggable_path(generation: &super::Generation, path: &str) -> String {
+    if generation
+        .engine
+        .scan(DetectorSet::OUTBOUND, path.as_bytes())
+        .is_some()
+    {
+        "<redacted: credential in path>".into()
+    } else {
+        path.to_owned()
+    }
+}
+
+fn log_block(generation: &super::Generation, block: &Block, method: &str, path: &str) {
+    if generation.policy.config().log >= LogLevel::Blocked {
+        let path = loggable_path(generation, path);
+        if let BlockReason::Dlp(hit) = &block.reason {
+            tracing::info!(
+                host = %block.host, method, path = %path, action = "block",
+                reason = block.reason.tag(), detector = hit.detector.name(), rule = %hit.rule,
+                "request blocked"
+            );
+        } else {
+            tracing::info!(
+                host = %block.host, method, path = %path, action = "block",
+                reason = block.reason.tag(), "request blocked"
+            );
+        }
+    }
+}
+
+fn blocked(
+    generation: &super::Generation,
+    host: &str,
+    reason: BlockReason,
+    method: &str,
+    path: &str,
+) -> Response<ProxyBody> {
+    let block = Block {
+        host: host.to_owned(),
+        reason,
+    };
+    log_block(generation, &block, method, path);
+    text(StatusCode::FORBIDDEN, block.agent_message())
+}
+
+/// The SPEC §3 pipeline for one request.
+#[allow(
+    clippy::too_many_lines,
+    reason = "the pipeline reads best as one sequence of steps"
+)]
+async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Response<ProxyBody> {
+    let generation = shared.current();
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+
+    // Inside a tunnel, the request must be for the tunnel's host.
+    if target.via == Via::Connect {
+        let named = req.uri().host().map(str::to_owned).or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h).to_owned())
+        });
+        if let Some(named) = named
+            && !named
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .eq_ignore_ascii_case(&target.host)
+        {
+            return blocked(
+                &generation,
+                &target.host,
+                BlockReason::HostMismatch,
+                &method,
+                &path,
+            );
+        }
+    }
+
+    let decision = generation.policy.decide(&policy::Request {
+        via: target.via,
+        host: &target.host,
+        port: target.port,
+        method: &method,
+        path: &path,
+        query: query.as_deref(),
+        headers: req.headers(),
+    });
+    let forward: Forward<'_> = match decision {
+        Decision::Introspect => {
+            let mut r = Response::new(full(generation.policy.introspection_json()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return r;
+        }
+        Decision::Block(b) => {
+            log_block(&generation, &b, &method, &path);
+            return text(StatusCode::FORBIDDEN, b.agent_message());
+        }
+        Decision::Forward(f) => f,
+    };
+    let injects = forward.auth().is_some();
+
+    // Outbound DLP over the URL and headers (the agent's Authorization is
+    // skipped when the route replaces it: clients put placeholders there).
+    if !forward.outbound.is_empty() {
+        let url = match &query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
+        let mut hit: Option<Hit> = generation.engine.scan(forward.outbound, url.as_bytes());
+        if hit.is_none() {
+            for (name, value) in req.headers() {
+                if injects && name == header::AUTHORIZATION {
+                    continue;
+                }
+                let mut field = Vec::with_capacity(name.as_str().len() + 2 + value.len());
+                field.extend_from_slice(name.as_str().as_bytes());
+                field.extend_from_slice(b": ");
+                field.extend_from_slice(value.as_bytes());
+                if let Some(h) = generation.engine.scan(forward.outbound, &field) {
+                    hit = Some(h);
+                    break;
+                }
+            }
+        }
+        if let Some(h) = hit {
+            return blocked(
+                &generation,
+                &target.host,
+                BlockReason::Dlp(h),
+                &method,
+                &path,
+            );
+        }
+        let encoded = req
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            return blocked(
+                &generation,
+                &target.host,
+                BlockReason::UnscannableBody,
+                &method,
+                &path,
+            );
+        }
+    }
+
+    // Build the upstream request.
+    let (parts, body) = req.into_parts();
+    let scheme = if target.via == Via::Connect {
+        "https"
+    } else {
+        "http"
+    };
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let host_part = if target.host.contains(':') {
+        format!("[{}]", target.host)
+    } else {
+        target.host.clone()
+    };
+    let Ok(uri) = format!("{scheme}://{host_part}:{}{pq}", target.port).parse::<Uri>() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "bb-egress: unusable request target\n".into(),
+        );
+    };
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    headers.remove(header::AUTHORIZATION);
+    if let Some(auth) = forward.auth() {
+        let Some(token) = generation.token(&auth.token_env) else {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                "bb-egress: route token missing\n".into(),
+            );
+        };
+        let Ok(mut value) =
+            HeaderValue::from_str(&format!("{} {}", auth.scheme.as_str(), token.expose()))
+        else {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                "bb-egress: route token is not a valid header value\n".into(),
+            );
+        };
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    if !forward.inbound.is_empty() {
+        // Responses must arrive readable for inbound DLP.
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
+    let content_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let slot: HitSlot = Arc::new(Mutex::new(None));
+    let up_body: ProxyBody = if forward.outbound.is_empty() {
+        body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()
+    } else {
+        match hold(body, generation.engine.scanner(forward.outbound)).await {
+            Held::Whole(bytes) => full(bytes),
+            Held::Partial(partial) => {
+                let (cleared, scanner, rest) = *partial;
+                ScannedBody::new(rest, scanner, Arc::clone(&slot))
+                    .with_prefix(Bytes::from(cleared))
+                    .with_len(content_length)
+                    .boxed_unsync()
+            }
+            Held::Hit(hit) => {
+                return blocked(
+                    &generation,
+                    &target.host,
+                    BlockReason::Dlp(hit),
+                    &method,
+                    &path,
+                );
+            }
+            Held::Failed(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("bb-egress: reading the request body failed: {e}\n"),
+                );
+            }
+        }
+    };
+    let mut up = Request::new(up_body);
+    *up.method_mut() = parts.method;
+    *up.uri_mut() = uri;
+    *up.version_mut() = Version::HTTP_11;
+    *up.headers_mut() = headers;
+
+    let response = match shared.client.request(up).await {
+        Ok(r) => r,
+        Err(e) => {
+            let hit = slot.lock().ok().and_then(|mut s| s.take());
+            if let Some(hit) = hit {
+                return blocked(
+                    &generation,
+                    &target.host,
+                    BlockReason::Dlp(hit),
+                    &method,
+                    &path,
+                );
+            }
+            tracing::warn!(host = %target.host, error = %error_chain(&e), "upstream request failed");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "bb-egress: upstream {} failed: {}\n",
+                    target.host,
+                    error_chain(&e)
+                ),
+            );
+        }
+    };
+    if generation.policy.config().log >= LogLevel::All {
+        tracing::info!(
+            host = %target.host, method, path = %path, route = forward.route_index,
+            action = "forward", status = response.status().as_u16(), "request forwarded"
+        );
+    }
+    inbound(response, &forward, &generation, &target, &method, &path).await
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Media types inbound DLP reads; anything else (images, archives, binary
+/// downloads) passes unscanned, as phrase matching on it means nothing.
+fn is_textual(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let ct = ct.to_ascii_lowercase();
+    ct.starts_with("text/")
+        || ct.contains("json")
+        || ct.contains("xml")
+        || ct.contains("javascript")
+        || ct.contains("yaml")
+        || ct.contains("x-www-form-urlencoded")
+        || ct.contains("event-stream")
+        || ct.contains("markdown")
+}
+
+async fn inbound(
+    response: Response<Incoming>,
+    forward: &Forward<'_>,
+    generation: &super::Generation,
+    target: &Target,
+    method: &str,
+    path: &str,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    // Never let a client leave the proxied path for QUIC.
+    parts.headers.remove(header::ALT_SVC);
+    if forward.inbound.is_empty() || !is_textual(&parts.headers) {
+        let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+        return Response::from_parts(parts, body);
+    }
+    for value in parts.headers.values() {
+        if let Some(hit) = generation.engine.scan(forward.inbound, value.as_bytes()) {
+            return blocked(
+                generation,
+                &target.host,
+                BlockReason::Dlp(hit),
+                method,
+                path,
+            );
+        }
+    }
+    let content_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (cleared, scanner, body) =
+        match hold(body, generation.engine.scanner(forward.inbound)).await {
+            Held::Whole(bytes) => return Response::from_parts(parts, full(bytes)),
+            Held::Partial(partial) => *partial,
+            Held::Hit(hit) => {
+                return blocked(
+                    generation,
+                    &target.host,
+                    BlockReason::Dlp(hit),
+                    method,
+                    path,
+                );
+            }
+            Held::Failed(e) => {
+                tracing::warn!(host = %target.host, error = %e, "upstream body failed");
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("bb-egress: upstream {} body failed\n", target.host),
+                );
+            }
+        };
+    // Large: stream the rest; a later hit cuts the body short.
+    let slot: HitSlot = Arc::new(Mutex::new(None));
+    let rest = ScannedBody::new(body, scanner, slot)
+        .with_prefix(Bytes::from(cleared))
+        .with_len(content_length)
+        .boxed_unsync();
+    Response::from_parts(parts, rest)
+}
