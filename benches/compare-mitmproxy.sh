@@ -56,10 +56,15 @@ stop() {
 	done
 	kill -KILL "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
-	# Forget it, so the exit trap never signals a recycled PID.
+	forget "$pid"
+}
+
+# forget PID: drop a reaped process from PIDS, so the exit trap never
+# signals a recycled PID.
+forget() {
 	local keep=() p
 	for p in "${PIDS[@]}"; do
-		[[ $p == "$pid" ]] || keep+=("$p")
+		[[ $p == "$1" ]] || keep+=("$p")
 	done
 	PIDS=("${keep[@]}")
 }
@@ -218,7 +223,7 @@ bb_egress_ca_init() {
 }
 
 run_proxy() {
-	local proxy=$1 scenario port logfile out rss cpu0 cpu1
+	local proxy=$1 scenario port logfile out rss cpu0 cpu1 loadgen
 	mkdir -p "$RESULTS/$proxy"
 	if [[ $proxy == bb-egress ]]; then
 		bb_egress_ca_init || return 1
@@ -238,15 +243,39 @@ run_proxy() {
 			stop "$PROXY_PID"
 			return 1
 		fi
-		cpu0=$(cpu_seconds "$PROXY_PID")
+		# One request end to end first: a proxy that blocks, or fails to reach
+		# the upstream, is reported here rather than as a table of errors.
+		# shellcheck disable=SC2046 # word splitting of the flags is intended
+		if ! timeout 30 "$LOADGEN" load --proxy "http://127.0.0.1:$port" --url "$URL" \
+			--ca "$PROXY_CA" --connections 1 --duration 200ms \
+			$(scenario_flags "$scenario") >"$WORK/$proxy-$scenario.probe.json" 2>&1; then
+			log "$proxy: the probe request failed; skipping $proxy: $(cat "$WORK/$proxy-$scenario.probe.json")"
+			tail -n 20 "$logfile" >&2 || true
+			stop "$PROXY_PID"
+			return 1
+		fi
 		log "$proxy: $scenario (${WARMUP_S}s warm-up + ${DURATION_S}s, $CONNECTIONS connections)"
 		out=$RESULTS/$proxy/$scenario.json
 		# shellcheck disable=SC2046 # word splitting of the flags is intended
-		if ! timeout $((WARMUP_S + DURATION_S + 60)) "$LOADGEN" load \
+		timeout $((WARMUP_S + DURATION_S + 60)) "$LOADGEN" load \
 			--proxy "http://127.0.0.1:$port" --url "$URL" --ca "$PROXY_CA" \
 			--connections "$CONNECTIONS" --duration "${DURATION_S}s" --warmup "${WARMUP_S}s" \
-			$(scenario_flags "$scenario") >"$out.raw" 2>"$WORK/$proxy-$scenario.loadgen.log"; then
+			$(scenario_flags "$scenario") >"$out.raw" 2>"$WORK/$proxy-$scenario.loadgen.log" &
+		loadgen=$!
+		PIDS+=("$loadgen")
+		# The proxy's CPU time is sampled over the measured window only.
+		sleep "$WARMUP_S"
+		cpu0=$(cpu_seconds "$PROXY_PID" 2>/dev/null || echo 0)
+		if ! wait "$loadgen"; then
 			log "$proxy $scenario: load generator failed: $(tail -n 5 "$WORK/$proxy-$scenario.loadgen.log") $(cat "$out.raw")"
+		fi
+		forget "$loadgen"
+		if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+			log "$proxy exited during $scenario; skipping it. Last lines of $logfile:"
+			tail -n 20 "$logfile" >&2 || true
+			stop "$PROXY_PID"
+			rm -f "$out.raw"
+			return 1
 		fi
 		cpu1=$(cpu_seconds "$PROXY_PID")
 		rss=$(peak_rss_kib "$PROXY_PID")

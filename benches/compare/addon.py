@@ -22,7 +22,6 @@ import os
 import re
 import unicodedata
 import urllib.parse
-from dataclasses import dataclass, field
 
 from mitmproxy import ctx, http
 from ruamel.yaml import YAML
@@ -85,16 +84,18 @@ OUTBOUND = ("token_patterns", "known_secrets")
 INBOUND = ("naive_injection_detection",)
 
 
-@dataclass
 class Route:
-    host: str
-    ports: tuple[int, ...] | None = None
-    auth: str | None = None  # the full Authorization value to inject
-    matches: list[tuple[list[tuple[str, str]], set[str]]] | None = None
-    git_fetch: bool = False
-    outbound: tuple[str, ...] = OUTBOUND
-    inbound: tuple[str, ...] = INBOUND
-    raw: dict = field(default_factory=dict)
+    # A plain class, not a dataclass: mitmproxy loads scripts outside
+    # sys.modules, which dataclasses cannot resolve annotations against.
+    def __init__(self, host: str, raw: dict) -> None:
+        self.host = host
+        self.raw = raw
+        self.ports: tuple[int, ...] | None = None
+        self.auth: str | None = None  # the full Authorization value to inject
+        self.matches: list[tuple[list[tuple[str, str]], set[str]]] | None = None
+        self.git_fetch = False
+        self.outbound: tuple[str, ...] = OUTBOUND
+        self.inbound: tuple[str, ...] = INBOUND
 
 
 def detectors(value, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -23,8 +23,10 @@ def load(results: Path) -> tuple[list[str], list[str], dict]:
     for p in proxies:
         for s in scenarios:
             f = results / p / f"{s}.json"
-            if f.exists():
+            try:
                 data[(p, s)] = json.loads(f.read_text())
+            except (OSError, ValueError):
+                pass  # not run, or the load generator printed nothing
     return scenarios, proxies, data
 
 
@@ -40,6 +42,12 @@ def cpu_us_per_req(r: dict) -> float | None:
     return r["proxy_cpu_s"] * 1e6 / r["requests"]
 
 
+def cores(r: dict) -> float | None:
+    if r.get("proxy_cpu_s") is None or not r.get("elapsed_s"):
+        return None
+    return r["proxy_cpu_s"] / r["elapsed_s"]
+
+
 def rss_mib(r: dict) -> float | None:
     return None if r.get("peak_rss_kib") is None else r["peak_rss_kib"] / 1024
 
@@ -48,17 +56,17 @@ def main() -> int:
     results = Path(sys.argv[1])
     scenarios, proxies, data = load(results)
     head = ["scenario", "proxy", "req/s", "p50 ms", "p99 ms", "MB/s",
-            "peak RSS MiB", "CPU µs/req", "errors"]
+            "peak RSS MiB", "CPU µs/req", "CPU cores", "errors"]
     rows = []
     for s in scenarios:
         for p in proxies:
             r = data.get((p, s))
             if r is None:
-                rows.append([s, p, "not run", "", "", "", "", "", ""])
+                rows.append([s, p, "not run", "", "", "", "", "", "", ""])
                 continue
             rows.append([s, p, fmt(r["req_per_s"]), fmt(r["p50_ms"], 2), fmt(r["p99_ms"], 2),
                          fmt(r["mb_per_s"], 2), fmt(rss_mib(r)), fmt(cpu_us_per_req(r), 0),
-                         str(r["errors"])])
+                         fmt(cores(r), 2), str(r["errors"])])
     print_table(head, rows)
 
     ratio_rows = []

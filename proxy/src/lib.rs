@@ -16,3 +16,4 @@ pub mod policy;
 pub mod redact;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod ws;

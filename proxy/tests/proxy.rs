@@ -450,3 +450,35 @@ fn a_missing_token_env_is_a_config_error_before_binding() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("EGRESS_TOKEN_ABSENT is not set"), "{err}");
 }
+
+#[tokio::test]
+async fn websocket_messages_pass_and_a_secret_closes_the_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, proxy) = setup("").await;
+    let (status, ws) = support::websocket(&proxy, up.port, "/ws").await;
+    assert_eq!(status, 101);
+    let mut ws = ws.unwrap();
+    ws.write_all(&support::frame(1, b"hello upstream", true))
+        .await
+        .unwrap();
+    let (op, echoed) = support::read_frame(&mut ws).await.unwrap();
+    assert_eq!((op, echoed.as_slice()), (1, &b"hello upstream"[..]));
+    // A message carrying the route's secret is never forwarded; the proxy
+    // closes the socket instead.
+    let leak = format!("key={TOKEN}");
+    ws.write_all(&support::frame(1, leak.as_bytes(), true))
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), ws.read_to_end(&mut rest)).await;
+    assert!(!String::from_utf8_lossy(&rest).contains(TOKEN));
+    let got = up.ws_seen.lock().unwrap().clone();
+    assert_eq!(got, vec![b"hello upstream".to_vec()]);
+    // The extension offer was stripped so frames stay readable.
+    let seen = up.seen();
+    assert!(
+        seen.iter()
+            .all(|s| s.headers.get("sec-websocket-extensions").is_none())
+    );
+    assert!(proxy.wait_log("WEBSOCKET"), "{:?}", proxy.log());
+}

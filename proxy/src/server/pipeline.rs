@@ -288,7 +288,7 @@ async fn bump(
         .timer(TokioTimer::new())
         .header_read_timeout(shared.limits.header_timeout)
         .max_buf_size(shared.limits.max_header_bytes.max(8192));
-    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -488,49 +488,21 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
         }
     }
 
+    if is_websocket(&req) {
+        return websocket(req, &target, &forward, &generation, shared, &method, &path).await;
+    }
+
     // Build the upstream request.
     let (parts, body) = req.into_parts();
-    let scheme = if target.via == Via::Connect {
-        "https"
-    } else {
-        "http"
-    };
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str);
-    let host_part = if target.host.contains(':') {
-        format!("[{}]", target.host)
-    } else {
-        target.host.clone()
-    };
-    let Ok(uri) = format!("{scheme}://{host_part}:{}{pq}", target.port).parse::<Uri>() else {
+    let Some(uri) = upstream_uri(&target, &parts.uri) else {
         return text(
             StatusCode::BAD_REQUEST,
             "bb-egress: unusable request target\n".into(),
         );
     };
     let mut headers = parts.headers;
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::HOST);
-    headers.remove(header::AUTHORIZATION);
-    if let Some(auth) = forward.auth() {
-        let Some(token) = generation.token(&auth.token_env) else {
-            return text(
-                StatusCode::BAD_GATEWAY,
-                "bb-egress: route token missing\n".into(),
-            );
-        };
-        let Ok(mut value) =
-            HeaderValue::from_str(&format!("{} {}", auth.scheme.as_str(), token.expose()))
-        else {
-            return text(
-                StatusCode::BAD_GATEWAY,
-                "bb-egress: route token is not a valid header value\n".into(),
-            );
-        };
-        value.set_sensitive(true);
-        headers.insert(header::AUTHORIZATION, value);
+    if let Err(refusal) = prepare_headers(&mut headers, &forward, &generation) {
+        return *refusal;
     }
     if !forward.inbound.is_empty() {
         // Responses must arrive readable for inbound DLP.
@@ -610,6 +582,227 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
         );
     }
     inbound(response, &forward, &generation, &target, &method, &path).await
+}
+
+/// The upstream URI: the tunnel's (or absolute-form request's) host and
+/// port, the request's path and query.
+fn upstream_uri(target: &Target, uri: &Uri) -> Option<Uri> {
+    let scheme = if target.via == Via::Connect {
+        "https"
+    } else {
+        "http"
+    };
+    let pq = uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let host = if target.host.contains(':') {
+        format!("[{}]", target.host)
+    } else {
+        target.host.clone()
+    };
+    format!("{scheme}://{host}:{}{pq}", target.port)
+        .parse()
+        .ok()
+}
+
+/// SPEC §3 step 7 plus hygiene: drop hop-by-hop headers, `Host` (the
+/// client sets it from the URI) and the agent's `Authorization`; inject
+/// the route's token.
+fn prepare_headers(
+    headers: &mut HeaderMap,
+    forward: &Forward<'_>,
+    generation: &super::Generation,
+) -> Result<(), Box<Response<ProxyBody>>> {
+    strip_hop_by_hop(headers);
+    headers.remove(header::HOST);
+    headers.remove(header::AUTHORIZATION);
+    if let Some(auth) = forward.auth() {
+        let value = generation.token(&auth.token_env).and_then(|t| {
+            HeaderValue::from_str(&format!("{} {}", auth.scheme.as_str(), t.expose())).ok()
+        });
+        let Some(mut value) = value else {
+            return Err(Box::new(text(
+                StatusCode::BAD_GATEWAY,
+                "bb-egress: the route's token is missing or not a valid header value\n".into(),
+            )));
+        };
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    Ok(())
+}
+
+/// Largest WebSocket message relayed; bigger ones close the connection
+/// rather than pass unscanned.
+const WS_MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+fn is_websocket(req: &Request<Incoming>) -> bool {
+    let has_token = |name: header::HeaderName, token: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    req.version() == Version::HTTP_11
+        && req.method() == Method::GET
+        && has_token(header::CONNECTION, "upgrade")
+        && has_token(header::UPGRADE, "websocket")
+}
+
+/// Why a WebSocket relay stopped early.
+#[derive(Debug)]
+enum RelayEnd {
+    Hit(Hit),
+    Protocol(crate::ws::WsError),
+    Io(std::io::Error),
+}
+
+/// Copies one direction of a WebSocket, a whole message at a time: each
+/// message's payload is scanned before any of its frames is forwarded.
+async fn relay<R, W>(
+    mut from: R,
+    mut to: W,
+    mut decoder: crate::ws::FrameDecoder,
+    engine: &Arc<crate::dlp::DlpEngine>,
+    set: DetectorSet,
+) -> Result<(), RelayEnd>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut events = Vec::new();
+    loop {
+        let n = from.read(&mut buf).await.map_err(RelayEnd::Io)?;
+        if n == 0 {
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        decoder
+            .push(&buf[..n], &mut events)
+            .map_err(RelayEnd::Protocol)?;
+        for event in events.drain(..) {
+            let (raw, payload) = match event {
+                crate::ws::WsEvent::Message { raw, payload, .. }
+                | crate::ws::WsEvent::Control { raw, payload, .. } => (raw, payload),
+            };
+            if !set.is_empty()
+                && let Some(hit) = engine.scan(set, &payload)
+            {
+                return Err(RelayEnd::Hit(hit));
+            }
+            to.write_all(&raw).await.map_err(RelayEnd::Io)?;
+        }
+        to.flush().await.map_err(RelayEnd::Io)?;
+    }
+}
+
+/// A WebSocket upgrade after the policy check: forwarded over HTTP/1.1
+/// without extensions (frames must stay readable), then relayed with the
+/// route's outbound detectors on client messages and inbound detectors on
+/// server messages. A hit closes both sides.
+async fn websocket(
+    mut req: Request<Incoming>,
+    target: &Target,
+    forward: &Forward<'_>,
+    generation: &Arc<super::Generation>,
+    shared: &Shared,
+    method: &str,
+    path: &str,
+) -> Response<ProxyBody> {
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _body) = req.into_parts();
+    let Some(uri) = upstream_uri(target, &parts.uri) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "bb-egress: unusable request target\n".into(),
+        );
+    };
+    let mut headers = parts.headers;
+    if let Err(refusal) = prepare_headers(&mut headers, forward, generation) {
+        return *refusal;
+    }
+    // Extensions (permessage-deflate) would make frames unreadable to DLP.
+    headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let mut up = Request::new(empty());
+    *up.method_mut() = Method::GET;
+    *up.uri_mut() = uri;
+    *up.version_mut() = Version::HTTP_11;
+    *up.headers_mut() = headers;
+    let mut response = match shared.client.request_http1(up).await {
+        Ok(r) => r,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "bb-egress: upstream {} failed: {}\n",
+                    target.host,
+                    error_chain(&e)
+                ),
+            );
+        }
+    };
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return inbound(response, forward, generation, target, method, path).await;
+    }
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    let mut out = Response::new(empty());
+    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for name in [
+        header::UPGRADE,
+        header::CONNECTION,
+        header::SEC_WEBSOCKET_ACCEPT,
+        header::SEC_WEBSOCKET_PROTOCOL,
+    ] {
+        if let Some(v) = response.headers().get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    let generation = Arc::clone(generation);
+    let (outbound_set, inbound_set) = (forward.outbound, forward.inbound);
+    let host = target.host.clone();
+    let path = path.to_owned();
+    tokio::spawn(async move {
+        let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) else {
+            return;
+        };
+        let (client_r, client_w) = tokio::io::split(TokioIo::new(client));
+        let (up_r, up_w) = tokio::io::split(TokioIo::new(upstream));
+        let engine = &generation.engine;
+        let to_upstream = relay(
+            client_r,
+            up_w,
+            crate::ws::FrameDecoder::new(true, WS_MAX_MESSAGE),
+            engine,
+            outbound_set,
+        );
+        let to_client = relay(
+            up_r,
+            client_w,
+            crate::ws::FrameDecoder::new(false, WS_MAX_MESSAGE),
+            engine,
+            inbound_set,
+        );
+        let ended = tokio::select! { r = to_upstream => r, r = to_client => r };
+        match ended {
+            Err(RelayEnd::Hit(hit)) => {
+                let block = Block {
+                    host,
+                    reason: BlockReason::Dlp(hit),
+                };
+                log_block(&generation, &block, "WEBSOCKET", &path);
+            }
+            Err(RelayEnd::Protocol(e)) => {
+                tracing::info!(%host, error = %e, "WebSocket closed: protocol error");
+            }
+            Err(RelayEnd::Io(e)) => tracing::debug!(%host, error = %e, "WebSocket ended"),
+            Ok(()) => {}
+        }
+    });
+    out
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

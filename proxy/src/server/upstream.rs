@@ -34,6 +34,8 @@ type AllowPrivate = Box<dyn Fn(&str) -> bool + Send + Sync>;
 /// The upstream client shared by all connections.
 pub(crate) struct Client {
     inner: hyper_util::client::legacy::Client<Connector, ProxyBody>,
+    /// HTTP/1.1 only: WebSocket upgrades need it (no h2 extended CONNECT).
+    http1: hyper_util::client::legacy::Client<Connector, ProxyBody>,
     policy: Arc<OnceLock<AllowPrivate>>,
 }
 
@@ -76,6 +78,8 @@ impl Client {
         .map_err(|e| ServerError::Roots(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+        let mut tls1 = tls.clone();
+        tls1.alpn_protocols = vec![b"http/1.1".to_vec()];
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let resolver = match TokioResolver::builder_tokio() {
             Ok(b) => b.build(),
@@ -88,16 +92,29 @@ impl Client {
         }
         .map_err(|e| ServerError::Roots(format!("DNS resolver: {e}")))?;
         let policy: Arc<OnceLock<AllowPrivate>> = Arc::new(OnceLock::new());
+        let resolver = Arc::new(resolver);
         let connector = Connector {
             tls: TlsConnector::from(Arc::new(tls)),
-            resolver: Arc::new(resolver),
+            resolver: Arc::clone(&resolver),
+            policy: Arc::clone(&policy),
+        };
+        let connector1 = Connector {
+            tls: TlsConnector::from(Arc::new(tls1)),
+            resolver,
             policy: Arc::clone(&policy),
         };
         let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_mins(1))
             .pool_max_idle_per_host(64)
             .build(connector);
-        Ok(Self { inner, policy })
+        let http1 = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector1);
+        Ok(Self {
+            inner,
+            http1,
+            policy,
+        })
     }
 
     pub(crate) fn set_policy(&self, f: AllowPrivate) {
@@ -109,6 +126,14 @@ impl Client {
         req: http::Request<ProxyBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
         self.inner.request(req).await
+    }
+
+    /// Sends a request over HTTP/1.1 only (WebSocket upgrades).
+    pub(crate) async fn request_http1(
+        &self,
+        req: http::Request<ProxyBody>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        self.http1.request(req).await
     }
 }
 

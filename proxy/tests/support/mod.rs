@@ -43,6 +43,8 @@ pub struct Upstream {
     pub port: u16,
     pub ca_pem: String,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// WebSocket message payloads the upstream received.
+    pub ws_seen: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 /// A phrase the inbound detector must catch.
@@ -79,6 +81,8 @@ impl Upstream {
         let port = listener.local_addr().unwrap().port();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let seen2 = Arc::clone(&seen);
+        let ws_seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let ws_seen2 = Arc::clone(&ws_seen);
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -86,16 +90,20 @@ impl Upstream {
                 };
                 let acceptor = acceptor.clone();
                 let seen = Arc::clone(&seen2);
+                let ws_seen = Arc::clone(&ws_seen2);
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let seen = Arc::clone(&seen);
-                        async move { Ok::<_, std::convert::Infallible>(answer(req, seen).await) }
+                        let ws_seen = Arc::clone(&ws_seen);
+                        async move {
+                            Ok::<_, std::convert::Infallible>(answer(req, seen, ws_seen).await)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
+                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                         .await;
                 });
             }
@@ -104,6 +112,7 @@ impl Upstream {
             port,
             ca_pem: ca_cert.pem(),
             seen,
+            ws_seen,
         }
     }
 
@@ -112,7 +121,41 @@ impl Upstream {
     }
 }
 
-async fn answer(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Response<Full<Bytes>> {
+async fn answer(
+    mut req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    ws_seen: Arc<Mutex<Vec<Vec<u8>>>>,
+) -> Response<Full<Bytes>> {
+    let wants_ws = req
+        .headers()
+        .get("upgrade")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if wants_ws {
+        seen.lock().unwrap().push(Seen {
+            method: req.method().to_string(),
+            target: req.uri().to_string(),
+            version: req.version(),
+            headers: req.headers().clone(),
+            body: Vec::new(),
+        });
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                ws_echo(TokioIo::new(up), ws_seen).await;
+            }
+        });
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut()
+            .insert("upgrade", http::HeaderValue::from_static("websocket"));
+        r.headers_mut()
+            .insert("connection", http::HeaderValue::from_static("upgrade"));
+        r.headers_mut().insert(
+            "sec-websocket-accept",
+            http::HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        );
+        return r;
+    }
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -408,4 +451,100 @@ pub fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(tmp, path).unwrap();
+}
+
+/// Reads one small frame (payload < 126 bytes): `(opcode, payload)`.
+pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    r.read_exact(&mut head).await.ok()?;
+    let masked = head[1] & 0x80 != 0;
+    let len = usize::from(head[1] & 0x7f);
+    assert!(len < 126, "test frames are small");
+    let mut key = [0u8; 4];
+    if masked {
+        r.read_exact(&mut key).await.ok()?;
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).await.ok()?;
+    if masked {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+    }
+    Some((head[0] & 0x0f, payload))
+}
+
+/// A final frame with `opcode`; masked when `mask` (client to server).
+pub fn frame(opcode: u8, payload: &[u8], mask: bool) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let len = u8::try_from(payload.len()).unwrap();
+    let mut out = vec![0x80 | opcode, len | if mask { 0x80 } else { 0 }];
+    if mask {
+        let key = [0x12, 0x34, 0x56, 0x78];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+async fn ws_echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut io: S,
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+) {
+    while let Some((opcode, payload)) = read_frame(&mut io).await {
+        seen.lock().unwrap().push(payload.clone());
+        if io.write_all(&frame(opcode, &payload, false)).await.is_err() || opcode == 8 {
+            return;
+        }
+    }
+}
+
+/// Opens a WebSocket to `localhost:port{path}` through the proxy (HTTP/1.1
+/// in the tunnel). Returns the handshake status and, on 101, the stream.
+pub async fn websocket(
+    proxy: &Proxy,
+    port: u16,
+    path: &str,
+) -> (StatusCode, Option<TokioIo<hyper::upgrade::Upgraded>>) {
+    let (code, tcp, _) = connect_tunnel(proxy.addr, "localhost", port).await;
+    assert_eq!(code, 200);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(proxy.ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let req = Request::builder()
+        .uri(path)
+        .header("host", format!("localhost:{port}"))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-extensions", "permessage-deflate")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let status = resp.status();
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        return (status, None);
+    }
+    let up = hyper::upgrade::on(resp).await.unwrap();
+    (status, Some(TokioIo::new(up)))
 }
