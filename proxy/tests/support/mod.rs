@@ -300,8 +300,9 @@ impl Proxy {
     }
 
     pub fn sighup(&self) {
-        let st = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+        // The shell's kill builtin: no procps package needed.
+        let st = Command::new("sh")
+            .args(["-c", &format!("kill -HUP {}", self.child.id())])
             .status()
             .unwrap();
         assert!(st.success());
