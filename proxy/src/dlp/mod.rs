@@ -177,8 +177,8 @@ pub struct DlpEngine {
     token: Arc<token::TokenPatterns>,
     known: known::KnownSecrets,
     injection: Arc<injection::Injection>,
-    /// Flags by the first two bytes of a window: [`PAIR_SHORT`] when a short
-    /// token keyword starts so, [`PAIR_KNOWN`] when a known-secret pattern
+    /// Flags by the first two bytes of a window: [`PAIR_KEYWORD`] when a token
+    /// keyword starts so, [`PAIR_KNOWN`] when a known-secret pattern
     /// does. One load per position is the fingerprint pass's whole cost
     /// on ordinary text.
     pairs: Box<[u8; PAIRS]>,
@@ -186,15 +186,15 @@ pub struct DlpEngine {
 
 /// Entries of the two-byte prefix map.
 pub(crate) const PAIRS: usize = 1 << 16;
-/// A short `token_patterns` keyword starts with this pair.
-pub(crate) const PAIR_SHORT: u8 = 1;
+/// A `token_patterns` keyword starts with this pair.
+pub(crate) const PAIR_KEYWORD: u8 = 1;
 /// A `known_secrets` pattern starts with this pair.
 pub(crate) const PAIR_KNOWN: u8 = 2;
 
 fn pair_map(token: &token::TokenPatterns, known: &known::KnownSecrets) -> Box<[u8; PAIRS]> {
     let mut map: Box<[u8; PAIRS]> = known::zeroed_map();
-    for pair in token.short_pairs() {
-        map[usize::from(pair)] |= PAIR_SHORT;
+    for pair in token.keyword_pairs() {
+        map[usize::from(pair)] |= PAIR_KEYWORD;
     }
     for pair in known.pattern_pairs() {
         map[usize::from(pair)] |= PAIR_KNOWN;

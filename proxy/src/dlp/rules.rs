@@ -57,7 +57,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "aws-secret-access-key",
-        keywords: &["aws_secret", "AWS_SECRET", "etAccessKey"],
+        keywords: &["aws_secret", "AWS_SECRET", "tAccessKey"],
         regex: r#"(?i:aws_?secret_?(?:access_?)?key|secretaccesskey)["']?\s{0,4}[:=]\s{0,4}["']?[A-Za-z0-9/+]{40}\b"#,
         exclude: &["EXAMPLEKEY"],
         examples: &[
@@ -79,7 +79,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "gcp-service-account-key",
-        keywords: &["e_key_id\""],
+        keywords: &["y_id\""],
         regex: r#""private_key_id"\s{0,4}:\s{0,4}"[0-9a-f]{40}""#,
         exclude: &[],
         examples: &["{\"private_key_id\": \"{40:hex}\"}"],
@@ -114,7 +114,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "azure-storage-account-key",
-        keywords: &["ntKey="],
+        keywords: &["tKey="],
         regex: r"AccountKey=[A-Za-z0-9+/]{86}==",
         exclude: &[],
         examples: &["DefaultEndpointsProtocol=https;AccountName=x;AccountKey={86:b64}=="],
@@ -174,7 +174,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "github-fine-grained-pat",
-        keywords: &["ub_pat_"],
+        keywords: &["b_pat_"],
         regex: r"\bgithub_pat_[0-9A-Za-z]{22}_[0-9A-Za-z]{59}\b",
         exclude: &[],
         examples: &["git{=}hub_pat_{22:alnum}_{59:alnum}"],
@@ -255,7 +255,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "slack-webhook-url",
-        keywords: &["s.slack.com/"],
+        keywords: &["k.com/"],
         regex: r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Z0-9]{8,12}/[A-Z0-9]{8,12}/[0-9A-Za-z]{24}",
         exclude: &[],
         examples: &["https://hooks.sl{=}ack.com/services/T{9:UPPER}/B{9:UPPER}/{24:alnum}"],
@@ -274,7 +274,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "stripe-webhook-secret",
-        keywords: &["whsec_"],
+        keywords: &["hsec_"],
         regex: r"\bwhsec_[0-9A-Za-z]{32,64}\b",
         exclude: &[],
         examples: &["wh{=}sec_{32:alnum}"],
@@ -390,7 +390,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "mailgun-api-key",
-        keywords: &["key-"],
+        keywords: &["ey-"],
         regex: r"\bkey-[0-9a-f]{32}\b",
         exclude: &[],
         examples: &["api:ke{=}y-{32:hex}"],
@@ -406,7 +406,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "shopify-token",
-        keywords: &["shpat_", "shpss_"],
+        keywords: &["hpat_", "hpss_"],
         regex: r"\bshp(?:at|ss)_[0-9a-fA-F]{32}\b",
         exclude: &[],
         examples: &["sh{=}pat_{32:hex}"],
@@ -430,11 +430,11 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "notion-token",
-        keywords: &["ntn_", "ecret_"],
-        regex: r"\b(?:ntn_[0-9A-Za-z]{46}|secret_[0-9A-Za-z]{43})\b",
+        keywords: &["tn_"],
+        regex: r"\bntn_[0-9A-Za-z]{46}\b",
         exclude: &[],
-        examples: &["nt{=}n_{46:alnum}", "sec{=}ret_{43:alnum}"],
-        near_misses: &["nt{=}n_{45:alnum}", "sec{=}ret_key_{43:alnum}"],
+        examples: &["nt{=}n_{46:alnum}"],
+        near_misses: &["nt{=}n_{45:alnum}", "intn_{46:alnum}"],
     },
     RuleDef {
         name: "atlassian-api-token",
@@ -527,7 +527,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "terraform-cloud-token",
-        keywords: &["atlasv1."],
+        keywords: &["sv1."],
         regex: concat!(r"\b[0-9A-Za-z]{14}\.atlasv1\.[0-9A-Za-z_\-]{60,70}", end!()),
         exclude: &[],
         examples: &["{14:alnum}.atl{=}asv1.{67:b64url}"],
@@ -548,14 +548,6 @@ pub(crate) static RULES: &[RuleDef] = &[
         exclude: &[],
         examples: &["PM{=}AK-{24:hex}-{34:hex}"],
         near_misses: &["PM{=}AK-{24:hex}-{33:hex}"],
-    },
-    RuleDef {
-        name: "pulumi-access-token",
-        keywords: &["pul-"],
-        regex: r"\bpul-[0-9a-f]{40}\b",
-        exclude: &[],
-        examples: &["pu{=}l-{40:hex}"],
-        near_misses: &["pu{=}l-{39:hex}", "pu{=}l-{40:UPPER}"],
     },
     RuleDef {
         name: "private-key-pem",

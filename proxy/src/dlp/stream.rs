@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use super::injection::InjState;
 use super::known::{KnownMatch, KnownState};
-use super::{Detector, DetectorSet, DlpEngine, Hit, PAIR_KNOWN, PAIR_SHORT, PAIRS};
+use super::{Detector, DetectorSet, DlpEngine, Hit, PAIR_KEYWORD, PAIR_KNOWN, PAIRS};
+
+/// Keywords are at most this long (a unit test checks the rule table).
+pub(crate) const MAX_KEYWORD: usize = 32;
 
 /// A token-rule candidate waiting for its window: ordered by key first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,6 +57,9 @@ pub struct StreamScanner {
     known_state: KnownState,
     /// The first stream offset the fingerprint pass has not examined.
     prescan_next: u64,
+    /// Keyword-pair hits whose keyword may run past the bytes fed so far;
+    /// checked once `max_keyword` bytes follow them (or at the end).
+    deferred: Vec<u64>,
     inj: Option<InjState>,
     phase: Phase,
     scratch: Vec<u8>,
@@ -75,6 +81,7 @@ impl StreamScanner {
         Self {
             known_state: KnownState::default(),
             prescan_next: 0,
+            deferred: Vec::new(),
             inj: inj.then(|| engine.injection.state()),
             engine,
             token,
@@ -157,9 +164,6 @@ impl StreamScanner {
                 best = Some(r);
             }
         };
-        if self.token {
-            self.find_keywords(chunk, base);
-        }
         let mut known_best = None;
         if self.known {
             known_best = self
@@ -208,6 +212,15 @@ impl StreamScanner {
         // Candidates still waiting see the stream's true end as their
         // window's right edge; take them in key order.
         let total = self.pos;
+        if self.token {
+            // Keyword positions never checked: deferred ones and the last
+            // three bytes, which no 4-byte window covered.
+            let mut last: Vec<u64> = std::mem::take(&mut self.deferred);
+            last.extend(self.prescan_next.max(total.saturating_sub(3))..total);
+            for q in last {
+                self.check_keywords(q, &[], total, total);
+            }
+        }
         let region_start = total - self.held.len() as u64;
         while let Some(Reverse(c)) = self.pending.pop() {
             let ws = window_start(
@@ -240,43 +253,6 @@ impl StreamScanner {
         Ok(())
     }
 
-    /// Queues a candidate for every rule of every keyword occurrence that
-    /// ends inside `chunk` (including ones that start in the held tail).
-    fn find_keywords(&mut self, chunk: &[u8], base: u64) {
-        let token = Arc::clone(&self.engine.token);
-        let mut push = |kw_start: u64, kw_end: u64, pattern: usize| {
-            for &rule in &token.keyword_rules[pattern] {
-                let max_len = token.rules[usize::from(rule)].max_len as u64;
-                self.pending.push(Reverse(Candidate {
-                    key: kw_start + max_len + 1,
-                    rule,
-                    kw_start,
-                    kw_end,
-                }));
-            }
-        };
-        // Occurrences straddling the boundary: stitch the held tail to the
-        // chunk's head (both shorter than the longest keyword).
-        let reach = token.max_keyword - 1;
-        let tail = &self.held[self.held.len().saturating_sub(reach)..];
-        if !tail.is_empty() && !chunk.is_empty() {
-            self.scratch.clear();
-            self.scratch.extend_from_slice(tail);
-            self.scratch
-                .extend_from_slice(&chunk[..chunk.len().min(reach)]);
-            let tail_start = base - tail.len() as u64;
-            let tail_len = tail.len();
-            token.occurrences(&self.scratch, |s, e, id| {
-                if s < tail_len && e > tail_len {
-                    push(tail_start + s as u64, tail_start + e as u64, id);
-                }
-            });
-        }
-        token.occurrences(chunk, |s, e, id| {
-            push(base + s as u64, base + e as u64, id);
-        });
-    }
-
     /// The fingerprint pass: one look at every 4-byte window of the stream,
     /// for short `token_patterns` keywords (a bitmap of their first two
     /// bytes) and for `known_secrets` (a bitmap of pattern-prefix hashes).
@@ -284,6 +260,19 @@ impl StreamScanner {
     /// pipelines; only bitmap hits leave it.
     fn prescan(&mut self, chunk: &[u8], base: u64, known_best: &mut Option<KnownMatch>) {
         let end = base + chunk.len() as u64;
+        if !self.deferred.is_empty() {
+            let reach = self.engine.token.max_keyword as u64;
+            let ready: Vec<u64> = self
+                .deferred
+                .iter()
+                .copied()
+                .filter(|&q| q + reach <= end)
+                .collect();
+            self.deferred.retain(|&q| q + reach > end);
+            for q in ready {
+                self.check_keywords(q, chunk, base, end);
+            }
+        }
         let mut p = self.prescan_next.max(base.saturating_sub(3));
         // Windows straddling the boundary (at most three), from the held tail.
         while p < base && p + 4 <= end {
@@ -305,7 +294,7 @@ impl StreamScanner {
         let engine = Arc::clone(&self.engine);
         let pairs: &[u8; PAIRS] = &engine.pairs;
         let mask =
-            if self.token { PAIR_SHORT } else { 0 } | if self.known { PAIR_KNOWN } else { 0 };
+            if self.token { PAIR_KEYWORD } else { 0 } | if self.known { PAIR_KNOWN } else { 0 };
         let probe = |w: u32| pairs[(w & 0xFFFF) as usize] & mask;
         let mut i = from;
         // Four positions per 8-byte load.
@@ -355,9 +344,16 @@ impl StreamScanner {
             return true;
         }
         let flags = self.engine.pairs[usize::from(u16::from_le_bytes([w[0], w[1]]))];
-        if self.token && flags & PAIR_SHORT != 0 {
-            let token = Arc::clone(&self.engine.token);
-            token.short_at(w, |len, id| self.push_candidate(p, p + len as u64, id));
+        if self.token && flags & PAIR_KEYWORD != 0 {
+            let end = base + chunk.len() as u64;
+            if p + self.engine.token.max_keyword as u64 <= end {
+                self.check_keywords(p, chunk, base, end);
+            } else {
+                // Its key lies past this chunk whatever it is (every rule's
+                // match is at least as long as the longest keyword, checked
+                // by a test), so checking it later changes no result.
+                self.deferred.push(p);
+            }
         }
         if self.known && flags & PAIR_KNOWN != 0 && self.engine.known.may_start(w) {
             let engine = Arc::clone(&self.engine);
@@ -371,6 +367,32 @@ impl StreamScanner {
             );
         }
         false
+    }
+
+    /// Checks the keywords starting at stream offset `q`, with the bytes
+    /// available up to `end` (the held tail, then `chunk` at `base`).
+    fn check_keywords(&mut self, q: u64, chunk: &[u8], base: u64, end: u64) {
+        let reach = (self.engine.token.max_keyword as u64).min(end - q) as usize;
+        let token = Arc::clone(&self.engine.token);
+        if q >= base {
+            let from = (q - base) as usize;
+            token.keywords_at(&chunk[from..from + reach], |len, id| {
+                self.push_candidate(q, q + len as u64, id);
+            });
+            return;
+        }
+        let mut buf = [0u8; MAX_KEYWORD];
+        for (k, slot) in buf.iter_mut().take(reach).enumerate() {
+            let at = q + k as u64;
+            *slot = if at < base {
+                self.held[self.held.len() - (base - at) as usize]
+            } else {
+                chunk[(at - base) as usize]
+            };
+        }
+        token.keywords_at(&buf[..reach], |len, id| {
+            self.push_candidate(q, q + len as u64, id);
+        });
     }
 
     fn push_candidate(&mut self, kw_start: u64, kw_end: u64, keyword: usize) {

@@ -1,5 +1,5 @@
-//! `token_patterns`: one keyword automaton as the prefilter, each rule's
-//! regex confirmed in a bounded window around a keyword occurrence.
+//! `token_patterns`: keywords as the prefilter, each rule's regex confirmed
+//! in a bounded window around a keyword occurrence.
 //!
 //! The regex crate has no streaming API, so the stream keeps enough bytes to
 //! rebuild any window: a rule with maximum match length `L` looks at
@@ -7,12 +7,11 @@
 //! contains the keyword plus one byte of context on each side. The window's
 //! right edge is the candidate's *key*: the offset at which it is decidable.
 
+use std::collections::HashMap;
+
 use regex::bytes::{Regex, RegexBuilder};
 
 use super::rules::RULES;
-
-/// Keyword ids paired with keywords.
-type Ids<'a> = Vec<(usize, &'a str)>;
 
 /// One compiled rule.
 #[derive(Debug)]
@@ -27,21 +26,17 @@ pub(crate) struct TokenRule {
 /// The compiled `token_patterns` detector.
 #[derive(Debug)]
 pub(crate) struct TokenPatterns {
-    /// Keywords of four bytes or more: one leftmost-first automaton, which
-    /// aho-corasick runs with its SIMD (Teddy) prefilter when there are at
-    /// most 64 of them. Shorter keywords defeat Teddy's fingerprints (a
-    /// measured 7× slowdown), so they get a `memmem` pass each.
-    pub(crate) keywords: aho_corasick::packed::Searcher,
-    /// Keyword ids of the long automaton's patterns, in pattern order.
-    long_ids: Vec<usize>,
-    /// Keywords shorter than four bytes, with their ids. The stream's
-    /// fingerprint pass finds them (see [`Self::short_bit`]).
-    short: Vec<(&'static [u8], usize)>,
-
-    /// For each keyword pattern id, the rules it can start.
+    /// Every keyword, by id. The stream's fingerprint pass finds them: one
+    /// byte load per position from a map by the first two bytes, shared
+    /// with `known_secrets`. A separate search (aho-corasick's Teddy over
+    /// the long keywords) cost as much as that whole pass.
+    pub(crate) keywords: Vec<&'static [u8]>,
+    /// Keyword ids by their first two bytes (little-endian).
+    by_pair: HashMap<u16, Vec<usize>>,
+    /// For each keyword id, the rules it can start.
     pub(crate) keyword_rules: Vec<Vec<u16>>,
     pub(crate) rules: Vec<TokenRule>,
-    /// Longest keyword, for stitching chunk boundaries.
+    /// Longest keyword: a position is checked once this many bytes follow it.
     pub(crate) max_keyword: usize,
     /// Longest span from a window's left edge to its key.
     pub(crate) span: usize,
@@ -85,31 +80,19 @@ impl TokenPatterns {
                 keyword_rules[id].push(u16::try_from(ri).expect("fewer than 65536 rules"));
             }
         }
-        // Leftmost-first (not Standard) so aho-corasick may use its SIMD
-        // prefilter; `occurrences` restarts one byte after each match start,
-        // which finds every occurrence as long as no keyword is a prefix of
-        // another (a unit test checks that).
-        let (long, short): (Ids<'_>, Ids<'_>) = keywords
-            .iter()
-            .copied()
-            .enumerate()
-            .partition(|(_, k)| k.len() >= 4);
-        // The packed searcher directly: the general automaton's heuristics
-        // pick a slower byte-frequency prefilter for this set (measured).
-        let automaton = aho_corasick::packed::Config::new()
-            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
-            .builder()
-            .extend(long.iter().map(|(_, k)| k))
-            .build()
-            .expect("at most 64 long keywords (a unit test checks it)");
-        let long_ids = long.iter().map(|(i, _)| *i).collect();
-        let short = short.into_iter().map(|(i, k)| (k.as_bytes(), i)).collect();
+        let mut by_pair: HashMap<u16, Vec<usize>> = HashMap::new();
+        for (id, k) in keywords.iter().enumerate() {
+            let k = k.as_bytes();
+            by_pair
+                .entry(u16::from_le_bytes([k[0], k[1]]))
+                .or_default()
+                .push(id);
+        }
         let max_keyword = keywords.iter().map(|k| k.len()).max().unwrap_or(1);
         let span = rules.iter().map(|r| 2 * r.max_len + 2).max().unwrap_or(0);
         Self {
-            keywords: automaton,
-            long_ids,
-            short,
+            keywords: keywords.iter().map(|k| k.as_bytes()).collect(),
+            by_pair,
             keyword_rules,
             rules,
             max_keyword,
@@ -117,36 +100,24 @@ impl TokenPatterns {
         }
     }
 
-    /// Calls `f(start, end, keyword id)` for every long-keyword occurrence
-    /// in `hay`, overlapping ones included.
-    pub(crate) fn occurrences(&self, hay: &[u8], mut f: impl FnMut(usize, usize, usize)) {
-        let mut at = 0;
-        while at < hay.len() {
-            let Some(m) = self
-                .keywords
-                .find_in(hay, aho_corasick::Span::from(at..hay.len()))
-            else {
-                break;
-            };
-            f(m.start(), m.end(), self.long_ids[m.pattern().as_usize()]);
-            at = m.start() + 1;
-        }
+    /// The first two bytes of every keyword, little-endian.
+    pub(crate) fn keyword_pairs(&self) -> impl Iterator<Item = u16> + '_ {
+        self.by_pair.keys().copied()
     }
 
-    /// The first two bytes of every short keyword, little-endian.
-    pub(crate) fn short_pairs(&self) -> impl Iterator<Item = u16> + '_ {
-        self.short
-            .iter()
-            .map(|(k, _)| u16::from_le_bytes([k[0], k[1]]))
-    }
-
-    /// Calls `f(len, keyword id)` for each short keyword `window` begins with.
-    /// Short keywords are at most three bytes and every rule needs bytes after
-    /// its keyword, so a four-byte window always holds a whole keyword.
-    pub(crate) fn short_at(&self, window: [u8; 4], mut f: impl FnMut(usize, usize)) {
-        for (k, id) in &self.short {
-            if window.starts_with(k) {
-                f(k.len(), *id);
+    /// Calls `f(len, keyword id)` for each keyword `bytes` begins with;
+    /// `bytes` runs from a candidate position to at most `max_keyword` bytes
+    /// later (fewer at the stream's end).
+    pub(crate) fn keywords_at(&self, bytes: &[u8], mut f: impl FnMut(usize, usize)) {
+        let (Some(&a), Some(&b)) = (bytes.first(), bytes.get(1)) else {
+            return;
+        };
+        let Some(ids) = self.by_pair.get(&u16::from_le_bytes([a, b])) else {
+            return;
+        };
+        for &id in ids {
+            if bytes.starts_with(self.keywords[id]) {
+                f(self.keywords[id].len(), id);
             }
         }
     }
@@ -158,7 +129,8 @@ impl TokenPatterns {
     pub(crate) fn memory_usage(&self) -> usize {
         // The regex crate does not report its heap; its lazy DFA caches are
         // bounded by its default cache capacity per regex.
-        self.keywords.memory_usage() + self.rules.len() * std::mem::size_of::<TokenRule>()
+        self.keywords.iter().map(|k| k.len() + 16).sum::<usize>()
+            + self.rules.len() * std::mem::size_of::<TokenRule>()
     }
 
     /// Confirms rule `rule` for a keyword at `[kw_start, kw_end)` of
