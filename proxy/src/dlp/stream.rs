@@ -356,8 +356,7 @@ impl StreamScanner {
             }
         }
         if self.known && flags & PAIR_KNOWN != 0 && self.engine.known.may_start(w) {
-            let engine = Arc::clone(&self.engine);
-            engine.known.start(
+            self.engine.known.start(
                 &mut self.known_state,
                 known_best,
                 p,
@@ -372,40 +371,35 @@ impl StreamScanner {
     /// Checks the keywords starting at stream offset `q`, with the bytes
     /// available up to `end` (the held tail, then `chunk` at `base`).
     fn check_keywords(&mut self, q: u64, chunk: &[u8], base: u64, end: u64) {
-        let reach = (self.engine.token.max_keyword as u64).min(end - q) as usize;
-        let token = Arc::clone(&self.engine.token);
-        if q >= base {
-            let from = (q - base) as usize;
-            token.keywords_at(&chunk[from..from + reach], |len, id| {
-                self.push_candidate(q, q + len as u64, id);
-            });
-            return;
-        }
-        let mut buf = [0u8; MAX_KEYWORD];
-        for (k, slot) in buf.iter_mut().take(reach).enumerate() {
-            let at = q + k as u64;
-            *slot = if at < base {
-                self.held[self.held.len() - (base - at) as usize]
-            } else {
-                chunk[(at - base) as usize]
-            };
-        }
-        token.keywords_at(&buf[..reach], |len, id| {
-            self.push_candidate(q, q + len as u64, id);
-        });
-    }
-
-    fn push_candidate(&mut self, kw_start: u64, kw_end: u64, keyword: usize) {
         let token = &self.engine.token;
-        for &rule in &token.keyword_rules[keyword] {
-            let max_len = token.rules[usize::from(rule)].max_len as u64;
-            self.pending.push(Reverse(Candidate {
-                key: kw_start + max_len + 1,
-                rule,
-                kw_start,
-                kw_end,
-            }));
-        }
+        let reach = (token.max_keyword as u64).min(end - q) as usize;
+        let mut buf = [0u8; MAX_KEYWORD];
+        let bytes: &[u8] = if q >= base {
+            let from = (q - base) as usize;
+            &chunk[from..from + reach]
+        } else {
+            for (k, slot) in buf.iter_mut().take(reach).enumerate() {
+                let at = q + k as u64;
+                *slot = if at < base {
+                    self.held[self.held.len() - (base - at) as usize]
+                } else {
+                    chunk[(at - base) as usize]
+                };
+            }
+            &buf[..reach]
+        };
+        let pending = &mut self.pending;
+        token.keywords_at(bytes, |len, id| {
+            for &rule in &token.keyword_rules[id] {
+                let max_len = token.rules[usize::from(rule)].max_len as u64;
+                pending.push(Reverse(Candidate {
+                    key: q + max_len + 1,
+                    rule,
+                    kw_start: q,
+                    kw_end: q + len as u64,
+                }));
+            }
+        });
     }
 
     /// Confirms, in key order, every candidate whose window is complete.
