@@ -370,22 +370,14 @@ where
             version: http::Version::HTTP_11,
         };
     }
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(proxy.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = if h2 {
-        vec![b"h2".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
+    let config = client_config(
+        proxy,
+        if h2 {
+            vec![b"h2".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        },
+    );
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from(host.to_string()).unwrap(), tcp)
         .await
@@ -418,6 +410,23 @@ where
         }
         Err(e) => panic!("request through the tunnel failed: {e}"),
     }
+}
+
+/// A TLS client trusting only the bottle CA, offering `alpn`.
+fn client_config(proxy: &Proxy, alpn: Vec<Vec<u8>>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(proxy.ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn;
+    config
 }
 
 /// A plain-HTTP absolute-form request through the proxy.
@@ -511,18 +520,7 @@ pub async fn websocket(
 ) -> (StatusCode, Option<TokioIo<hyper::upgrade::Upgraded>>) {
     let (code, tcp, _) = connect_tunnel(proxy.addr, "localhost", port).await;
     assert_eq!(code, 200);
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(proxy.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = client_config(proxy, vec![b"http/1.1".to_vec()]);
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
