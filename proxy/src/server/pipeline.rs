@@ -42,8 +42,15 @@ enum Held {
     Failed(hyper::Error),
 }
 
-async fn hold(mut body: Incoming, mut scanner: StreamScanner) -> Held {
-    let mut cleared = Vec::new();
+async fn hold(mut body: Incoming, mut scanner: StreamScanner, length: Option<u64>) -> Held {
+    // Sized once from Content-Length: doubling a 64 KiB body's buffer held
+    // twice its size per connection.
+    let hint = length.map_or(0, |n| {
+        usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(HOLD_LIMIT + 64 * 1024)
+    });
+    let mut cleared = Vec::with_capacity(hint);
     loop {
         match body.frame().await {
             None => {
@@ -519,7 +526,13 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
     let up_body: ProxyBody = if forward.outbound.is_empty() {
         body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()
     } else {
-        match hold(body, generation.engine.scanner(forward.outbound)).await {
+        match hold(
+            body,
+            generation.engine.scanner(forward.outbound),
+            content_length,
+        )
+        .await
+        {
             Held::Whole(bytes) => full(bytes),
             Held::Partial(partial) => {
                 let (cleared, scanner, rest) = *partial;
@@ -868,27 +881,32 @@ async fn inbound(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let (cleared, scanner, body) =
-        match hold(body, generation.engine.scanner(forward.inbound)).await {
-            Held::Whole(bytes) => return Response::from_parts(parts, full(bytes)),
-            Held::Partial(partial) => *partial,
-            Held::Hit(hit) => {
-                return blocked(
-                    generation,
-                    &target.host,
-                    BlockReason::Dlp(hit),
-                    method,
-                    path,
-                );
-            }
-            Held::Failed(e) => {
-                tracing::warn!(host = %target.host, error = %e, "upstream body failed");
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    format!("bb-egress: upstream {} body failed\n", target.host),
-                );
-            }
-        };
+    let (cleared, scanner, body) = match hold(
+        body,
+        generation.engine.scanner(forward.inbound),
+        content_length,
+    )
+    .await
+    {
+        Held::Whole(bytes) => return Response::from_parts(parts, full(bytes)),
+        Held::Partial(partial) => *partial,
+        Held::Hit(hit) => {
+            return blocked(
+                generation,
+                &target.host,
+                BlockReason::Dlp(hit),
+                method,
+                path,
+            );
+        }
+        Held::Failed(e) => {
+            tracing::warn!(host = %target.host, error = %e, "upstream body failed");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                format!("bb-egress: upstream {} body failed\n", target.host),
+            );
+        }
+    };
     // Large: stream the rest; a later hit cuts the body short.
     let slot: HitSlot = Arc::new(Mutex::new(None));
     let rest = ScannedBody::new(body, scanner, slot)
