@@ -45,12 +45,12 @@ enum Held {
 async fn hold(mut body: Incoming, mut scanner: StreamScanner, length: Option<u64>) -> Held {
     // Sized once from Content-Length: doubling a 64 KiB body's buffer held
     // twice its size per connection.
-    let hint = length.map_or(0, |n| {
+    let capacity = length.map_or(0, |n| {
         usize::try_from(n)
             .unwrap_or(usize::MAX)
             .min(HOLD_LIMIT + 64 * 1024)
     });
-    let mut cleared = Vec::with_capacity(hint);
+    let mut cleared = Vec::with_capacity(capacity);
     loop {
         match body.frame().await {
             None => {
