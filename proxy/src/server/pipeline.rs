@@ -397,6 +397,7 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
+    let refuse = |reason| blocked(&generation, &target.host, reason, &method, &path);
 
     // Inside a tunnel, the request must be for the tunnel's host.
     if target.via == Via::Connect {
@@ -412,13 +413,7 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
                 .trim_end_matches(']')
                 .eq_ignore_ascii_case(&target.host)
         {
-            return blocked(
-                &generation,
-                &target.host,
-                BlockReason::HostMismatch,
-                &method,
-                &path,
-            );
+            return refuse(BlockReason::HostMismatch);
         }
     }
 
@@ -472,26 +467,14 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
             }
         }
         if let Some(h) = hit {
-            return blocked(
-                &generation,
-                &target.host,
-                BlockReason::Dlp(h),
-                &method,
-                &path,
-            );
+            return refuse(BlockReason::Dlp(h));
         }
         let encoded = req
             .headers()
             .get(header::CONTENT_ENCODING)
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
         if encoded {
-            return blocked(
-                &generation,
-                &target.host,
-                BlockReason::UnscannableBody,
-                &method,
-                &path,
-            );
+            return refuse(BlockReason::UnscannableBody);
         }
     }
 
@@ -542,13 +525,7 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
                     .boxed_unsync()
             }
             Held::Hit(hit) => {
-                return blocked(
-                    &generation,
-                    &target.host,
-                    BlockReason::Dlp(hit),
-                    &method,
-                    &path,
-                );
+                return refuse(BlockReason::Dlp(hit));
             }
             Held::Failed(e) => {
                 return text(
@@ -569,13 +546,7 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
         Err(e) => {
             let hit = slot.lock().ok().and_then(|mut s| s.take());
             if let Some(hit) = hit {
-                return blocked(
-                    &generation,
-                    &target.host,
-                    BlockReason::Dlp(hit),
-                    &method,
-                    &path,
-                );
+                return refuse(BlockReason::Dlp(hit));
             }
             tracing::warn!(host = %target.host, error = %error_chain(&e), "upstream request failed");
             return text(
