@@ -128,6 +128,9 @@ pub enum BlockReason {
     /// A request body the DLP engine cannot read (a `Content-Encoding`
     /// other than identity) on a route with outbound detection.
     UnscannableBody,
+    /// Plain HTTP to a route that injects credentials: the token would
+    /// cross the network in clear text.
+    CleartextAuth,
     /// An outbound or inbound DLP detector fired.
     Dlp(Hit),
 }
@@ -147,6 +150,7 @@ impl BlockReason {
             Self::UnknownIntrospectionPath => "unknown-introspection-path",
             Self::HostMismatch => "host-mismatch",
             Self::UnscannableBody => "unscannable-body",
+            Self::CleartextAuth => "cleartext-auth",
             Self::Dlp(_) => "dlp",
         }
     }
@@ -172,6 +176,9 @@ impl fmt::Display for BlockReason {
             }
             Self::UnscannableBody => f.write_str(
                 "the request body is compressed (Content-Encoding) and cannot be scanned; send it uncompressed",
+            ),
+            Self::CleartextAuth => f.write_str(
+                "the route injects credentials, which are never sent over plain HTTP; use https",
             ),
             Self::Dlp(hit) => write!(f, "{} detected a credential or injection ({})", hit.detector.name(), hit.rule),
         }
@@ -282,6 +289,9 @@ impl Policy {
         let route = &self.config.routes[index];
         if !port_allowed(route, req.via, req.port) {
             return block(host, BlockReason::PortNotAllowed { port: req.port });
+        }
+        if req.via == Via::PlainHttp && route.auth.is_some() {
+            return block(host, BlockReason::CleartextAuth);
         }
         let decoded_path = percent_decode_str(req.path).decode_utf8_lossy();
         if let Some(entries) = &self.compiled[index] {

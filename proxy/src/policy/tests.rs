@@ -1130,3 +1130,31 @@ fn request_debug_never_prints_headers_or_query() {
         "{shown}"
     );
 }
+
+#[test]
+fn credentials_are_never_injected_over_plain_http() {
+    let p = Policy::from_yaml(
+        "routes:\n  - host: a.example\n    ports: [80, 443]\n    auth_scheme: Bearer\n    token_env: EGRESS_TOKEN_A\n",
+    )
+    .unwrap();
+    let headers: Vec<(&str, &str)> = Vec::new();
+    let req = Request {
+        via: Via::PlainHttp,
+        host: "a.example",
+        port: 80,
+        method: "GET",
+        path: "/",
+        query: None,
+        headers: &headers,
+    };
+    match p.decide(&req) {
+        Decision::Block(b) => assert_eq!(b.reason, BlockReason::CleartextAuth),
+        other => panic!("expected a block, got {other:?}"),
+    }
+    let tls = Request {
+        via: Via::Connect,
+        port: 443,
+        ..req
+    };
+    assert!(matches!(p.decide(&tls), Decision::Forward(_)));
+}
