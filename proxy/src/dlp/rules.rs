@@ -390,7 +390,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "mailgun-api-key",
-        keywords: &["ey-"],
+        keywords: &["y-"],
         regex: r"\bkey-[0-9a-f]{32}\b",
         exclude: &[],
         examples: &["api:ke{=}y-{32:hex}"],
@@ -577,7 +577,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "jwt",
-        keywords: &["eyJhbGci", "eyJ0eXAi", "eyJraWQi"],
+        keywords: &["yJhbGci", "yJ0eXAi", "yJraWQi"],
         regex: r"\beyJ[0-9A-Za-z_\-]{8,1024}\.eyJ[0-9A-Za-z_\-]{16}",
         exclude: &[],
         examples: &[

@@ -7,8 +7,6 @@
 //! contains the keyword plus one byte of context on each side. The window's
 //! right edge is the candidate's *key*: the offset at which it is decidable.
 
-use std::collections::HashMap;
-
 use regex::bytes::{Regex, RegexBuilder};
 
 use super::rules::RULES;
@@ -31,8 +29,10 @@ pub(crate) struct TokenPatterns {
     /// with `known_secrets`. A separate search (aho-corasick's Teddy over
     /// the long keywords) cost as much as that whole pass.
     pub(crate) keywords: Vec<&'static [u8]>,
-    /// Keyword ids by their first two bytes (little-endian).
-    by_pair: HashMap<u16, Vec<usize>>,
+    /// Keyword ids by their first two bytes (little-endian): an index into
+    /// `pair_ids` (0: none). Direct indexing, no hashing, on the hot path.
+    pair_slot: Box<[u16]>,
+    pair_ids: Vec<Vec<usize>>,
     /// For each keyword id, the rules it can start.
     pub(crate) keyword_rules: Vec<Vec<u16>>,
     pub(crate) rules: Vec<TokenRule>,
@@ -80,19 +80,23 @@ impl TokenPatterns {
                 keyword_rules[id].push(u16::try_from(ri).expect("fewer than 65536 rules"));
             }
         }
-        let mut by_pair: HashMap<u16, Vec<usize>> = HashMap::new();
+        let mut pair_slot = vec![0u16; 1 << 16].into_boxed_slice();
+        let mut pair_ids: Vec<Vec<usize>> = vec![Vec::new()];
         for (id, k) in keywords.iter().enumerate() {
             let k = k.as_bytes();
-            by_pair
-                .entry(u16::from_le_bytes([k[0], k[1]]))
-                .or_default()
-                .push(id);
+            let pair = usize::from(u16::from_le_bytes([k[0], k[1]]));
+            if pair_slot[pair] == 0 {
+                pair_slot[pair] = u16::try_from(pair_ids.len()).expect("few keyword pairs");
+                pair_ids.push(Vec::new());
+            }
+            pair_ids[usize::from(pair_slot[pair])].push(id);
         }
         let max_keyword = keywords.iter().map(|k| k.len()).max().unwrap_or(1);
         let span = rules.iter().map(|r| 2 * r.max_len + 2).max().unwrap_or(0);
         Self {
             keywords: keywords.iter().map(|k| k.as_bytes()).collect(),
-            by_pair,
+            pair_slot,
+            pair_ids,
             keyword_rules,
             rules,
             max_keyword,
@@ -102,7 +106,9 @@ impl TokenPatterns {
 
     /// The first two bytes of every keyword, little-endian.
     pub(crate) fn keyword_pairs(&self) -> impl Iterator<Item = u16> + '_ {
-        self.by_pair.keys().copied()
+        self.keywords
+            .iter()
+            .map(|k| u16::from_le_bytes([k[0], k[1]]))
     }
 
     /// Calls `f(len, keyword id)` for each keyword `bytes` begins with;
@@ -112,10 +118,11 @@ impl TokenPatterns {
         let (Some(&a), Some(&b)) = (bytes.first(), bytes.get(1)) else {
             return;
         };
-        let Some(ids) = self.by_pair.get(&u16::from_le_bytes([a, b])) else {
+        let slot = self.pair_slot[usize::from(u16::from_le_bytes([a, b]))];
+        if slot == 0 {
             return;
-        };
-        for &id in ids {
+        }
+        for &id in &self.pair_ids[usize::from(slot)] {
             if bytes.starts_with(self.keywords[id]) {
                 f(self.keywords[id].len(), id);
             }
@@ -130,6 +137,7 @@ impl TokenPatterns {
         // The regex crate does not report its heap; its lazy DFA caches are
         // bounded by its default cache capacity per regex.
         self.keywords.iter().map(|k| k.len() + 16).sum::<usize>()
+            + self.pair_slot.len() * 2
             + self.rules.len() * std::mem::size_of::<TokenRule>()
     }
 
