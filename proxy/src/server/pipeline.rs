@@ -548,15 +548,7 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
             if let Some(hit) = hit {
                 return refuse(BlockReason::Dlp(hit));
             }
-            tracing::warn!(host = %target.host, error = %error_chain(&e), "upstream request failed");
-            return text(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "bb-egress: upstream {} failed: {}\n",
-                    target.host,
-                    error_chain(&e)
-                ),
-            );
+            return upstream_failed(&target.host, &e);
         }
     };
     if generation.policy.config().log >= LogLevel::All {
@@ -718,16 +710,7 @@ async fn websocket(
     *up.headers_mut() = headers;
     let mut response = match shared.client.request_http1(up).await {
         Ok(r) => r,
-        Err(e) => {
-            return text(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "bb-egress: upstream {} failed: {}\n",
-                    target.host,
-                    error_chain(&e)
-                ),
-            );
-        }
+        Err(e) => return upstream_failed(&target.host, &e),
     };
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return inbound(response, forward, generation, target, method, path).await;
@@ -787,6 +770,16 @@ async fn websocket(
         }
     });
     out
+}
+
+/// The 502 for a failed upstream request, logged once.
+fn upstream_failed(host: &str, e: &dyn std::error::Error) -> Response<ProxyBody> {
+    let cause = error_chain(e);
+    tracing::warn!(%host, error = %cause, "upstream request failed");
+    text(
+        StatusCode::BAD_GATEWAY,
+        format!("bb-egress: upstream {host} failed: {cause}\n"),
+    )
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
