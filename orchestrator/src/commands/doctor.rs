@@ -1,0 +1,78 @@
+//! `doctor`: checks what a launch needs and says exactly what to fix.
+
+use std::process::ExitCode;
+
+use crate::backend::Check;
+use crate::manifest::Loader;
+use crate::paths::Paths;
+
+pub(super) fn run(paths: &Paths, backend: Option<&str>) -> anyhow::Result<ExitCode> {
+    let mut checks = Vec::new();
+    let config = paths.config_dir();
+    checks.push(Check {
+        what: "config folder".into(),
+        ok: paths.bottles_dir().is_dir(),
+        detail: if paths.bottles_dir().is_dir() {
+            format!("{}", config.display())
+        } else {
+            format!(
+                "{} is missing: mkdir -p {} and write a bottle (docs/manifest.md)",
+                paths.bottles_dir().display(),
+                paths.bottles_dir().display()
+            )
+        },
+    });
+    let agents = Loader::new(paths.clone()).available_agents();
+    checks.push(Check {
+        what: "agents".into(),
+        ok: !agents.is_empty(),
+        detail: if agents.is_empty() {
+            "none found: run `bot-bottle init`".into()
+        } else {
+            format!("{} found", agents.len())
+        },
+    });
+    let skills = paths.skills_dir();
+    checks.push(Check {
+        what: "skills folder".into(),
+        ok: true,
+        detail: if skills.is_dir() {
+            skills.display().to_string()
+        } else {
+            format!(
+                "{} absent (only needed for agents with `skills:`)",
+                skills.display()
+            )
+        },
+    });
+    if let Some(w) = Loader::new(paths.clone()).trust_warning() {
+        checks.push(Check {
+            what: "working directory".into(),
+            ok: true,
+            detail: w,
+        });
+    }
+    match crate::backend::select(backend, paths) {
+        Ok(b) => checks.extend(b.doctor()),
+        Err(e) => checks.push(Check {
+            what: "backend".into(),
+            ok: false,
+            detail: e.to_string(),
+        }),
+    }
+    let mut failed = false;
+    for c in &checks {
+        failed |= !c.ok;
+        println!(
+            "{} {:<22} {}",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.what,
+            c.detail
+        );
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

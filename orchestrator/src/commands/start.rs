@@ -1,0 +1,185 @@
+//! `start [NAME]`: validate, print the preflight summary, confirm, launch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::backend::RunRequest;
+use crate::env::{NoTty, Prompter, TtyPrompter};
+use crate::manifest::Loader;
+use crate::paths::Paths;
+use crate::plan::{LaunchPlan, PlanOptions};
+
+/// `start` flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The agent (a picker asks when omitted on a terminal).
+    name: Option<String>,
+    /// Container backend (default: `BOT_BOTTLE_BACKEND`, then docker).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Copy the working directory into the agent's workspace.
+    #[arg(long)]
+    cwd: bool,
+    /// Print the plan and stop; touches no container runtime.
+    #[arg(long)]
+    dry_run: bool,
+    /// Skip the confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// The bottle's label (default: the agent's name).
+    #[arg(long)]
+    label: Option<String>,
+    /// The label's colour (red, green, yellow, blue, magenta, cyan).
+    #[arg(long)]
+    color: Option<String>,
+    /// Keep the state folder after the bottle exits.
+    #[arg(long)]
+    preserve_state: bool,
+    /// Let the provider's remote control reach the agent (not supported yet).
+    #[arg(long)]
+    remote_control: bool,
+    /// Run this in the agent instead of the provider CLI.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+/// Loads `name` and plans it.
+pub(super) fn plan_for(
+    paths: &Paths,
+    name: &str,
+    opts: &PlanOptions,
+) -> anyhow::Result<LaunchPlan> {
+    let loaded = Loader::new(paths.clone()).load(name)?;
+    let provider = crate::provider::find(paths, &loaded.bottle.provider.template).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: agent_provider.template: {e}",
+            loaded.bottle.chain[0].display()
+        )
+    })?;
+    Ok(LaunchPlan::new(paths, &loaded, &provider, opts)?)
+}
+
+fn pick_agent(paths: &Paths) -> anyhow::Result<String> {
+    let agents = Loader::new(paths.clone()).available_agents();
+    let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+    if !crate::tty::interactive() {
+        anyhow::bail!(
+            "no agent named and no terminal to pick on: pass it, `bot-bottle start NAME` (available: {})",
+            if names.is_empty() {
+                "none; run `bot-bottle init`".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
+    if names.is_empty() {
+        anyhow::bail!("no agents yet: run `bot-bottle init`");
+    }
+    for (i, n) in names.iter().enumerate() {
+        eprintln!("  {}. {n}", i + 1);
+    }
+    let answer = crate::tty::ask("agent (number or name prefix)", names[0])?;
+    if let Ok(i) = answer.parse::<usize>() {
+        if let Some(n) = names.get(i.wrapping_sub(1)) {
+            return Ok((*n).to_owned());
+        }
+    }
+    let matches: Vec<&&str> = names.iter().filter(|n| n.starts_with(&answer)).collect();
+    match matches.as_slice() {
+        [one] => Ok((**one).to_owned()),
+        [] => anyhow::bail!("no agent matches `{answer}`"),
+        _ => anyhow::bail!("`{answer}` matches several agents; type more of the name"),
+    }
+}
+
+pub(super) fn run(paths: &Paths, args: Args) -> anyhow::Result<ExitCode> {
+    let interactive = crate::tty::interactive();
+    if args.remote_control {
+        anyhow::bail!(
+            "--remote-control is not supported yet: the provider's remote endpoints would need routes of their own"
+        );
+    }
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => pick_agent(paths)?,
+    };
+    let mut opts = PlanOptions {
+        label: args.label.clone(),
+        color: args.color.clone(),
+        workspace: args.cwd.then(|| paths.cwd().to_path_buf()),
+        slug: None,
+    };
+    // Label and colour are asked only on a terminal, without --yes and
+    // outside dry runs; otherwise the defaults (label = agent name).
+    if interactive && !args.yes && !args.dry_run {
+        if opts.label.is_none() {
+            opts.label = Some(crate::tty::ask("label", &name)?);
+        }
+        if opts.color.is_none() {
+            opts.color = Some(crate::tty::ask(
+                "colour (red green yellow blue magenta cyan)",
+                "blue",
+            )?);
+        }
+    }
+    let plan = plan_for(paths, &name, &opts)?;
+    if args.dry_run {
+        print!("{plan}");
+        println!("dry run: nothing was started");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let backend = crate::backend::select(args.backend.as_deref(), paths)?;
+    eprint!("{plan}");
+    eprintln!("  backend: {}", backend.name());
+    if !args.yes {
+        if !interactive {
+            anyhow::bail!("no terminal to confirm on: pass --yes to start without asking");
+        }
+        if !crate::tty::confirm("start this bottle?")? {
+            eprintln!("not started");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    launch(
+        paths,
+        &*backend,
+        &plan,
+        RunRequest {
+            command: (!args.command.is_empty()).then_some(args.command),
+            image: None,
+            resume: false,
+            tty: interactive,
+            preserve_state: args.preserve_state,
+        },
+    )
+}
+
+/// Resolves secrets and hands the plan to the backend.
+pub(super) fn launch(
+    _paths: &Paths,
+    backend: &dyn crate::backend::Backend,
+    plan: &LaunchPlan,
+    req: RunRequest,
+) -> anyhow::Result<ExitCode> {
+    let mut tty = TtyPrompter;
+    let mut none = NoTty;
+    let prompter: &mut dyn Prompter = if crate::tty::interactive() {
+        &mut tty
+    } else {
+        &mut none
+    };
+    let host = |name: &str| std::env::var(name).ok();
+    let secrets = plan
+        .resolve_secrets(&host, prompter)
+        .context("resolving the bottle's env and credentials")?;
+    let status = backend.launch(plan, &secrets, &req)?;
+    Ok(ExitCode::from(u8::try_from(status).unwrap_or(1)))
+}
+
+/// The default state path for tests and messages.
+#[allow(dead_code)]
+pub(super) fn state_path(paths: &Paths, slug: &str) -> PathBuf {
+    paths.state_root().join(slug)
+}

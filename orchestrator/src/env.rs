@@ -1,0 +1,302 @@
+//! Env values in manifests: a literal, `${HOST_VAR}` read from the host, or
+//! `?prompt text` asked at launch without echo.
+//!
+//! Resolved values travel as [`Redacted`]: they reach the container runtime
+//! through its process environment, never a command line or a file, and no
+//! `Debug`/`Display` of a plan can print one.
+
+use std::fmt;
+
+pub use bb_egress::redact::Redacted;
+
+/// Whether `name` is a portable environment variable name.
+#[must_use]
+pub fn valid_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// One piece of an interpolated value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Text kept as written.
+    Lit(String),
+    /// `${NAME}`: the host's variable.
+    Var(String),
+}
+
+/// Where an env value comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EnvSource {
+    /// Written in the manifest.
+    Literal(String),
+    /// Contains `${HOST_VAR}` references.
+    Interpolated(Vec<Part>),
+    /// `?question`: asked on the terminal at launch.
+    Prompt(String),
+}
+
+impl fmt::Debug for EnvSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A literal may be a secret someone pasted into a manifest: it is
+        // described, never shown.
+        f.write_str(&self.describe())
+    }
+}
+
+/// Resolving a value failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvError {
+    /// `${VAR}` names a variable the host does not have.
+    #[error("`{key}` reads host variable `{var}`, which is not set")]
+    MissingHostVar {
+        /// The env entry.
+        key: String,
+        /// The host variable.
+        var: String,
+    },
+    /// `?prompt` with no terminal to ask on.
+    #[error(
+        "`{key}` is asked at launch (`?{question}`) but there is no terminal; run from a terminal or give it from a host variable (`${{VAR}}`)"
+    )]
+    NoTerminal {
+        /// The env entry.
+        key: String,
+        /// The question.
+        question: String,
+    },
+    /// The terminal could not be read.
+    #[error("`{key}`: reading the answer failed: {message}")]
+    Prompt {
+        /// The env entry.
+        key: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl EnvSource {
+    /// Parses a manifest value. `$` not followed by `{` is literal.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if let Some(question) = value.strip_prefix('?') {
+            let question = question.trim();
+            if question.is_empty() {
+                return Err("`?` must be followed by the question to ask".into());
+            }
+            return Ok(Self::Prompt(question.to_owned()));
+        }
+        let mut parts = Vec::new();
+        let mut rest = value;
+        let mut lit = String::new();
+        while let Some(at) = rest.find("${") {
+            lit.push_str(&rest[..at]);
+            let after = &rest[at + 2..];
+            let Some(end) = after.find('}') else {
+                return Err(format!("unclosed `${{` in `{}`", describe_shape(value)));
+            };
+            let var = &after[..end];
+            if !valid_env_name(var) {
+                return Err(format!(
+                    "`${{{var}}}` does not name a host variable ([A-Za-z_][A-Za-z0-9_]*)"
+                ));
+            }
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(&mut lit)));
+            }
+            parts.push(Part::Var(var.to_owned()));
+            rest = &after[end + 1..];
+        }
+        lit.push_str(rest);
+        if parts.is_empty() {
+            return Ok(Self::Literal(lit));
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(Self::Interpolated(parts))
+    }
+
+    /// A description that never contains a value: `literal (N chars)`,
+    /// `${A}`, `asked at launch: <question>`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Literal(v) => format!("literal ({} chars)", v.chars().count()),
+            Self::Interpolated(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    Part::Lit(s) => format!("literal({} chars)", s.chars().count()),
+                    Part::Var(v) => format!("${{{v}}}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" + "),
+            Self::Prompt(q) => format!("asked at launch: {q}"),
+        }
+    }
+
+    /// Host variables this value reads.
+    pub fn host_vars(&self) -> impl Iterator<Item = &str> {
+        let parts: &[Part] = match self {
+            Self::Interpolated(p) => p,
+            _ => &[],
+        };
+        parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v.as_str()),
+            Part::Lit(_) => None,
+        })
+    }
+
+    /// Resolves the value for entry `key`.
+    pub fn resolve(
+        &self,
+        key: &str,
+        host: &dyn Fn(&str) -> Option<String>,
+        prompter: &mut dyn Prompter,
+    ) -> Result<Redacted<String>, EnvError> {
+        match self {
+            Self::Literal(v) => Ok(Redacted::new(v.clone())),
+            Self::Interpolated(parts) => {
+                let mut out = String::new();
+                for p in parts {
+                    match p {
+                        Part::Lit(s) => out.push_str(s),
+                        Part::Var(v) => {
+                            out.push_str(&host(v).ok_or_else(|| EnvError::MissingHostVar {
+                                key: key.to_owned(),
+                                var: v.clone(),
+                            })?)
+                        }
+                    }
+                }
+                Ok(Redacted::new(out))
+            }
+            Self::Prompt(q) => prompter.ask(key, q),
+        }
+    }
+}
+
+fn describe_shape(value: &str) -> String {
+    // Errors may be printed; show the value only up to the first `${`.
+    match value.find("${") {
+        Some(at) if at > 0 => format!("{}…", &value[..at.min(16)]),
+        _ => "…".into(),
+    }
+}
+
+/// Asks the operator for `?prompt` values.
+pub trait Prompter {
+    /// Asks `question` for entry `key`, without echo.
+    fn ask(&mut self, key: &str, question: &str) -> Result<Redacted<String>, EnvError>;
+}
+
+/// Asks on the controlling terminal; refuses when stdin is not one.
+#[derive(Debug, Default)]
+pub struct TtyPrompter;
+
+impl Prompter for TtyPrompter {
+    fn ask(&mut self, key: &str, question: &str) -> Result<Redacted<String>, EnvError> {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            return Err(EnvError::NoTerminal {
+                key: key.to_owned(),
+                question: question.to_owned(),
+            });
+        }
+        rpassword::prompt_password(format!("{key} — {question}: "))
+            .map(Redacted::new)
+            .map_err(|e| EnvError::Prompt {
+                key: key.to_owned(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// Never asks: every `?prompt` is an error (no terminal).
+#[derive(Debug, Default)]
+pub struct NoTty;
+
+impl Prompter for NoTty {
+    fn ask(&mut self, key: &str, question: &str) -> Result<Redacted<String>, EnvError> {
+        Err(EnvError::NoTerminal {
+            key: key.to_owned(),
+            question: question.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EnvError, EnvSource, NoTty, Part, Prompter, Redacted};
+
+    struct Answer(&'static str);
+    impl Prompter for Answer {
+        fn ask(&mut self, _key: &str, _q: &str) -> Result<Redacted<String>, EnvError> {
+            Ok(Redacted::new(self.0.to_owned()))
+        }
+    }
+
+    fn host(name: &str) -> Option<String> {
+        (name == "TOKEN").then(|| "s3cr3t-value".to_owned())
+    }
+
+    #[test]
+    fn parses_the_three_forms() {
+        assert_eq!(
+            EnvSource::parse("plain $x").expect("lit"),
+            EnvSource::Literal("plain $x".into())
+        );
+        assert_eq!(
+            EnvSource::parse("Bearer ${TOKEN}!").expect("interp"),
+            EnvSource::Interpolated(vec![
+                Part::Lit("Bearer ".into()),
+                Part::Var("TOKEN".into()),
+                Part::Lit("!".into())
+            ])
+        );
+        assert_eq!(
+            EnvSource::parse("?GitHub token").expect("prompt"),
+            EnvSource::Prompt("GitHub token".into())
+        );
+        assert!(
+            EnvSource::parse("${NOPE")
+                .expect_err("unclosed")
+                .contains("unclosed")
+        );
+        assert!(EnvSource::parse("${1X}").expect_err("bad").contains("1X"));
+        assert!(EnvSource::parse("?").is_err());
+    }
+
+    #[test]
+    fn resolves_and_never_prints_values() {
+        let v = EnvSource::parse("x-${TOKEN}").expect("parse");
+        let r = v.resolve("API", &host, &mut NoTty).expect("resolves");
+        assert_eq!(r.expose(), "x-s3cr3t-value");
+        assert!(!format!("{r:?} {r} {v:?}").contains("s3cr3t"));
+        let lit = EnvSource::parse("literal-secret-123").expect("parse");
+        assert!(!format!("{lit:?}").contains("literal-secret"));
+        let missing = EnvSource::parse("${ABSENT}")
+            .expect("parse")
+            .resolve("API", &host, &mut NoTty);
+        assert_eq!(
+            missing.expect_err("missing").to_string(),
+            "`API` reads host variable `ABSENT`, which is not set"
+        );
+    }
+
+    #[test]
+    fn prompts_only_with_a_terminal() {
+        let p = EnvSource::parse("?Your token").expect("parse");
+        let e = p.resolve("TOK", &host, &mut NoTty).expect_err("no tty");
+        assert!(e.to_string().contains("no terminal"), "{e}");
+        assert_eq!(
+            p.resolve("TOK", &host, &mut Answer("typed"))
+                .expect("answer")
+                .expose(),
+            "typed"
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! Every environment variable `bot-bottle` reads, declared once.
+//!
+//! Host variables named by a manifest (`${HOST_VAR}`) are not listed here:
+//! the operator chooses those names.
+
+/// The operator's home; `~/.bot-bottle/` lives under it.
+pub const HOME: &str = "HOME";
+/// Container backend when `--backend` is not given (`docker`).
+pub const BOT_BOTTLE_BACKEND: &str = "BOT_BOTTLE_BACKEND";
+/// Folder holding the static `bb-egress` and `bb-init` binaries that go into
+/// the sidecar bundle image (default: next to the `bot-bottle` executable).
+pub const BOT_BOTTLE_BUNDLE_BIN_DIR: &str = "BOT_BOTTLE_BUNDLE_BIN_DIR";
+/// A PEM file of extra CAs the egress proxy trusts for upstreams (corporate
+/// TLS inspection, test upstreams). Mounted read-only into the bundle.
+pub const BOT_BOTTLE_UPSTREAM_CA: &str = "BOT_BOTTLE_UPSTREAM_CA";
+/// An existing Docker network to use as the bundle's way out instead of a
+/// per-bottle one (it is never removed by teardown).
+pub const BOT_BOTTLE_DOCKER_EGRESS_NETWORK: &str = "BOT_BOTTLE_DOCKER_EGRESS_NETWORK";
+/// The `docker` command to run (default `docker` on `PATH`).
+pub const BOT_BOTTLE_DOCKER: &str = "BOT_BOTTLE_DOCKER";
+/// Editor for `edit` (then `EDITOR`, then `vi`).
+pub const VISUAL: &str = "VISUAL";
+/// Editor for `edit` when `VISUAL` is unset.
+pub const EDITOR: &str = "EDITOR";
+/// Prefix of the variables that carry route secrets into the egress proxy
+/// (the proxy's own `EGRESS_TOKEN_PREFIX`).
+pub const EGRESS_TOKEN_PREFIX: &str = bb_egress::env_vars::EGRESS_TOKEN_PREFIX;
