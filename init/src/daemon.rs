@@ -1,0 +1,270 @@
+//! The compiled-in daemon table: what each name runs, with which arguments,
+//! and which environment it may see.
+//!
+//! The table is data ([`SPECS`]) so that what the sidecar runs is readable in
+//! one place and nothing on the command line can change a daemon's argv: the
+//! orchestrator picks *which* daemons run, never *how*. Paths hang off a root
+//! (`/` in the image, a temporary directory in tests).
+//!
+//! # Why the egress tokens go to egress alone
+//!
+//! `EGRESS_TOKEN_*` variables hold the real credentials the egress proxy
+//! injects into allowed requests; the agent only ever sees placeholders. The
+//! git gate and the supervise server handle agent-controlled input (pushes,
+//! proposals), so they are the likeliest to be tricked into echoing their
+//! environment. Giving them no secrets means a compromise of either leaks
+//! none: each daemon gets the least it needs, and only egress needs tokens.
+//! Values are never printed by `bb-init`, not even in errors.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::cli::UsageError;
+
+/// Prefix of the environment variables holding egress's injected secrets
+/// (`bb_egress::env_vars::EGRESS_TOKEN_PREFIX`, repeated here because the
+/// bundle's PID 1 links nothing but `std` and `nix`).
+pub(crate) const EGRESS_TOKEN_PREFIX: &str = "EGRESS_TOKEN_";
+
+/// A daemon `bb-init` knows how to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Daemon {
+    /// The TLS-bumping egress proxy, `bb-egress`.
+    Egress,
+    /// The git gate that secret-scans pushes, `bb-gitgate`.
+    GitGate,
+    /// The supervise server (MCP and proposal queue), `bb-supervise`.
+    Supervise,
+}
+
+/// One argument of a daemon's argv.
+#[derive(Debug)]
+enum Arg {
+    /// Passed as is.
+    Lit(&'static str),
+    /// A path under the root.
+    Path(&'static str),
+    /// `flag path` (path under the root), passed only when that file exists
+    /// when the daemon starts.
+    IfFile(&'static str, &'static str),
+}
+
+/// How to run one daemon.
+#[derive(Debug)]
+struct Spec {
+    daemon: Daemon,
+    /// The name on the command line and in output prefixes.
+    name: &'static str,
+    /// The binary, under the root.
+    binary: &'static str,
+    args: &'static [Arg],
+    /// Whether the `EGRESS_TOKEN_*` variables are passed on.
+    egress_tokens: bool,
+}
+
+/// The table. Listen addresses are fixed: the agent container reaches the
+/// sidecar on these ports and nothing else.
+const SPECS: [Spec; 3] = [
+    Spec {
+        daemon: Daemon::Egress,
+        name: "egress",
+        binary: "bb/bb-egress",
+        args: &[
+            Arg::Lit("--routes"),
+            Arg::Path("bb/config/routes.yaml"),
+            Arg::Lit("--ca"),
+            Arg::Path("bb/ca"),
+            Arg::Lit("--listen"),
+            Arg::Lit("0.0.0.0:9099"),
+            Arg::IfFile("--upstream-ca", "bb/config/upstream-ca.pem"),
+        ],
+        egress_tokens: true,
+    },
+    Spec {
+        daemon: Daemon::GitGate,
+        name: "git-gate",
+        binary: "bb/bb-gitgate",
+        args: &[
+            Arg::Lit("--config"),
+            Arg::Path("bb/config/gitgate.yaml"),
+            Arg::Lit("--listen"),
+            Arg::Lit("0.0.0.0:9418"),
+        ],
+        egress_tokens: false,
+    },
+    Spec {
+        daemon: Daemon::Supervise,
+        name: "supervise",
+        binary: "bb/bb-supervise",
+        args: &[
+            Arg::Lit("--queue"),
+            Arg::Path("bb/queue"),
+            Arg::Lit("--listen"),
+            Arg::Lit("0.0.0.0:9100"),
+        ],
+        egress_tokens: false,
+    },
+];
+
+impl Daemon {
+    fn spec(self) -> &'static Spec {
+        match self {
+            Daemon::Egress => &SPECS[0],
+            Daemon::GitGate => &SPECS[1],
+            Daemon::Supervise => &SPECS[2],
+        }
+    }
+
+    /// Looks a daemon up by its command-line name.
+    pub(crate) fn from_name(name: &str) -> Option<Daemon> {
+        SPECS
+            .iter()
+            .find(|spec| spec.name == name)
+            .map(|spec| spec.daemon)
+    }
+
+    /// The known names, comma-separated, for error messages.
+    pub(crate) fn known_names() -> String {
+        SPECS
+            .iter()
+            .map(|spec| spec.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The command-line name, also the output prefix.
+    pub(crate) fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The daemon's binary under `root`.
+    pub(crate) fn binary(self, root: &Path) -> PathBuf {
+        root.join(self.spec().binary)
+    }
+
+    /// The arguments after the program name. Optional files are looked at
+    /// now, so call this when starting the daemon.
+    pub(crate) fn args(self, root: &Path) -> Vec<OsString> {
+        let mut argv = Vec::new();
+        for arg in self.spec().args {
+            match *arg {
+                Arg::Lit(text) => argv.push(text.into()),
+                Arg::Path(path) => argv.push(root.join(path).into()),
+                Arg::IfFile(flag, path) => {
+                    let path = root.join(path);
+                    if path.is_file() {
+                        argv.push(flag.into());
+                        argv.push(path.into());
+                    }
+                }
+            }
+        }
+        argv
+    }
+
+    /// Whether the daemon may see the `EGRESS_TOKEN_*` variables.
+    pub(crate) fn gets_egress_tokens(self) -> bool {
+        self.spec().egress_tokens
+    }
+
+    /// The command that starts the daemon through the `--exec` trampoline
+    /// (`launcher` is `bb-init` itself): its argv, a filtered environment,
+    /// stdin closed, stdout and stderr piped back to `bb-init`.
+    ///
+    /// Each daemon leads its own process group, so a terminal's Ctrl-C
+    /// reaches it once, forwarded by `bb-init`, rather than twice.
+    pub(crate) fn command(self, launcher: &Path, root: &Path) -> Command {
+        let mut command = Command::new(launcher);
+        command
+            .arg(crate::exec::FLAG)
+            .arg(self.binary(root))
+            .args(self.args(root))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if !self.gets_egress_tokens() {
+            for (name, _) in std::env::vars_os() {
+                if is_egress_token(&name) {
+                    command.env_remove(name);
+                }
+            }
+        }
+        command
+    }
+}
+
+/// Whether an environment variable name is one of egress's secrets.
+pub(crate) fn is_egress_token(name: &std::ffi::OsStr) -> bool {
+    name.as_bytes().starts_with(EGRESS_TOKEN_PREFIX.as_bytes())
+}
+
+/// Checks that `daemon`'s binary exists and is an executable file, so a
+/// missing one is reported before anything is started.
+pub(crate) fn check_binary(daemon: Daemon, root: &Path) -> Result<(), UsageError> {
+    let path = daemon.binary(root);
+    let problem = match std::fs::metadata(&path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => "not found".to_owned(),
+        Err(error) => format!("unreadable: {error}"),
+        Ok(meta) if !meta.is_file() => "not a file".to_owned(),
+        Ok(meta) if meta.permissions().mode() & 0o111 == 0 => "not executable".to_owned(),
+        Ok(_) => return Ok(()),
+    };
+    Err(UsageError(format!(
+        "daemon {:?}: binary {} {problem}",
+        daemon.name(),
+        path.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for spec in &SPECS {
+            assert_eq!(Daemon::from_name(spec.name), Some(spec.daemon));
+            assert_eq!(spec.daemon.name(), spec.name);
+        }
+        assert_eq!(Daemon::from_name("Egress"), None);
+        assert_eq!(Daemon::known_names(), "egress, git-gate, supervise");
+    }
+
+    #[test]
+    fn argv_hangs_off_the_root() {
+        let root = Path::new("/r");
+        assert_eq!(
+            Daemon::Supervise.binary(root),
+            Path::new("/r/bb/bb-supervise")
+        );
+        let args: Vec<OsString> = [
+            "--config",
+            "/r/bb/config/gitgate.yaml",
+            "--listen",
+            "0.0.0.0:9418",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(Daemon::GitGate.args(root), args);
+        assert_eq!(
+            Daemon::Egress.binary(Path::new("/")),
+            Path::new("/bb/bb-egress")
+        );
+    }
+
+    #[test]
+    fn only_egress_gets_tokens() {
+        assert!(Daemon::Egress.gets_egress_tokens());
+        assert!(!Daemon::GitGate.gets_egress_tokens());
+        assert!(!Daemon::Supervise.gets_egress_tokens());
+        assert!(is_egress_token("EGRESS_TOKEN_GITEA".as_ref()));
+        assert!(!is_egress_token("MY_EGRESS_TOKEN_X".as_ref()));
+        assert!(!is_egress_token("EGRESS_TOKEN".as_ref()));
+    }
+}
