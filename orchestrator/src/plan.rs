@@ -240,6 +240,8 @@ pub struct LaunchPlan {
     pub resume_command: Vec<String>,
     /// Skills: name and host folder.
     pub skills: Vec<(String, PathBuf)>,
+    /// Where skills go in the agent.
+    pub skills_dir: String,
     /// `--cwd`: the host folder copied into `workdir`.
     pub workspace: Option<PathBuf>,
     /// Things the operator should read.
@@ -678,6 +680,12 @@ impl LaunchPlan {
             command: rendered.command,
             resume_command: rendered.resume_command,
             skills,
+            skills_dir: provider
+                .def
+                .skills_dir
+                .as_deref()
+                .unwrap_or("{home}/.claude/skills")
+                .replace("{home}", &provider.def.home),
             workspace: opts.workspace.clone(),
             warnings,
         })

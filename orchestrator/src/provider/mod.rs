@@ -58,6 +58,10 @@ pub struct ProviderDef {
     /// Files written into the agent.
     #[serde(default)]
     pub files: Vec<FileDef>,
+    /// Where the agent's `skills:` folders are copied (default
+    /// `{home}/.claude/skills`).
+    #[serde(default)]
+    pub skills_dir: Option<String>,
 }
 
 /// `prompt:` of a provider.
