@@ -168,7 +168,7 @@ impl EnvSource {
                             out.push_str(&host(v).ok_or_else(|| EnvError::MissingHostVar {
                                 key: key.to_owned(),
                                 var: v.clone(),
-                            })?)
+                            })?);
                         }
                     }
                 }

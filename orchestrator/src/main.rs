@@ -10,7 +10,14 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("bot-bottle: {e:#}");
-            ExitCode::from(1)
+            // Configuration errors (manifests, providers, the plan) exit 64
+            // like bb-egress's; anything else 1.
+            let config = e.chain().any(|c| {
+                c.is::<bot_bottle::manifest::ManifestError>()
+                    || c.is::<bot_bottle::plan::PlanError>()
+                    || c.is::<bot_bottle::provider::ProviderError>()
+            });
+            ExitCode::from(if config { 64 } else { 1 })
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use bb_egress::policy::RoutesConfig;
@@ -25,8 +26,8 @@ pub const EGRESS_HOST: &str = "egress";
 pub const EGRESS_PORT: u16 = 9099;
 /// The git gate's name on the agent's network.
 pub const GIT_GATE_HOST: &str = "git-gate";
-/// The git gate's smart-HTTP port.
-pub const GIT_GATE_PORT: u16 = 9418;
+/// The git gate's smart-HTTP port (SPEC §1; 9418 is its git daemon).
+pub const GIT_GATE_PORT: u16 = 9420;
 /// The supervise server's name on the agent's network.
 pub const SUPERVISE_HOST: &str = "supervise";
 /// The supervise server's port.
@@ -333,6 +334,10 @@ pub fn token_env_name(name: &str) -> String {
 
 impl LaunchPlan {
     /// Plans launching `loaded` with `provider`.
+    // One linear derivation (routes, env, git, files) that reads best top
+    // to bottom; each step feeds the next, so splitting it would mostly
+    // pass state around.
+    #[allow(clippy::too_many_lines)]
     pub fn new(
         paths: &Paths,
         loaded: &Loaded,
@@ -565,27 +570,28 @@ impl LaunchPlan {
         if loaded.git_user.name.is_some() || loaded.git_user.email.is_some() {
             gitconfig.push_str("[user]\n");
             if let Some(n) = &loaded.git_user.name {
-                gitconfig.push_str(&format!("\tname = {}\n", gitconfig_quote(n)));
+                let _ = writeln!(gitconfig, "\tname = {}", gitconfig_quote(n));
             }
             if let Some(e) = &loaded.git_user.email {
-                gitconfig.push_str(&format!("\temail = {}\n", gitconfig_quote(e)));
+                let _ = writeln!(gitconfig, "\temail = {}", gitconfig_quote(e));
             }
         }
         for (name, repo) in &bottle.repos {
             let gate_url = format!("http://{GIT_GATE_HOST}:{GIT_GATE_PORT}/{name}.git");
-            gitconfig.push_str(&format!(
-                "[url \"{gate_url}\"]\n\tinsteadOf = {}\n",
+            let _ = writeln!(
+                gitconfig,
+                "[url \"{gate_url}\"]\n\tinsteadOf = {}",
                 gitconfig_quote(&repo.url)
-            ));
-            if let KeyProvider::Static = repo.key.provider {
-                if let Some(p) = &repo.key.path {
-                    let p = expand_home(paths, p);
-                    if !p.is_file() {
-                        warnings.push(format!(
-                            "git-gate.repos.{name}.key.path: {} does not exist yet",
-                            p.display()
-                        ));
-                    }
+            );
+            if let KeyProvider::Static = repo.key.provider
+                && let Some(p) = &repo.key.path
+            {
+                let p = expand_home(paths, p);
+                if !p.is_file() {
+                    warnings.push(format!(
+                        "git-gate.repos.{name}.key.path: {} does not exist yet",
+                        p.display()
+                    ));
                 }
             }
             git_upstreams.push(GitUpstream {
@@ -633,10 +639,10 @@ impl LaunchPlan {
             }
             skills.push((s.clone(), dir));
         }
-        if let Some(w) = &opts.workspace {
-            if !w.is_dir() {
-                return Err(bad(format!("--cwd: {} is not a folder", w.display())));
-            }
+        if let Some(w) = &opts.workspace
+            && !w.is_dir()
+        {
+            return Err(bad(format!("--cwd: {} is not a folder", w.display())));
         }
         let dockerfile = match &bottle.provider.dockerfile {
             Some(d) => {

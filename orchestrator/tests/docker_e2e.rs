@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,19 +19,29 @@ const UPSTREAM_TOKEN: &str = "e2e-upstream-token-9f3b2c7d1a";
 const BODY_SECRET: &str = "ghp_Zq8Xw2Lk5Vn7Bm4Hj6Gf3Ds1Ap9Oi0Uy2Tr5";
 
 fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).stdin(Stdio::null()).output().expect("run docker")
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker")
 }
 
 fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
-    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Whether to run; panics instead of skipping when CI requires Docker.
 fn ready() -> bool {
     let required = std::env::var("BB_E2E_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
-    let engine = Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output();
+    let engine = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
     let engine_ok = engine.as_ref().is_ok_and(|o| o.status.success());
     let busybox = Path::new("/bin/busybox").is_file();
     let why = if !engine_ok {
@@ -46,7 +57,10 @@ fn ready() -> bool {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Builds the static binaries the bundle and the test images need.
@@ -55,11 +69,26 @@ fn static_bins() -> PathBuf {
     let target = ws.join("target/static");
     let status = Command::new(env!("CARGO"))
         .current_dir(&ws)
-        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C target-feature=+crt-static")
+        .env(
+            "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+            "-C target-feature=+crt-static",
+        )
         // Small images: no debug info in what goes into them.
         .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
         .env("CARGO_PROFILE_RELEASE_STRIP", "symbols")
-        .args(["build", "--release", "--target", "x86_64-unknown-linux-gnu", "-p", "bb-egress", "-p", "bb-init", "-p", "bb-testkit", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "-p",
+            "bb-egress",
+            "-p",
+            "bb-init",
+            "-p",
+            "bb-testkit",
+            "--target-dir",
+        ])
         .arg(&target)
         .status()
         .expect("cargo build");
@@ -114,25 +143,57 @@ fn fixture(tag: &str) -> Fixture {
     let _ = docker(&["network", "rm", &network]);
     docker_ok(&["network", "create", &network]);
     let out = Command::new("docker")
-        .args(["run", "-d", "--name", &upstream, "--network", &network, "--network-alias", "upstream.test", "-e", "EXPECTED_TOKEN", &image])
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &upstream,
+            "--network",
+            &network,
+            "--network-alias",
+            "upstream.test",
+            "-e",
+            "EXPECTED_TOKEN",
+            &image,
+        ])
         .env("EXPECTED_TOKEN", UPSTREAM_TOKEN)
         .output()
         .unwrap();
-    assert!(out.status.success(), "upstream: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "upstream: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The agent: a plugin provider whose image is FROM scratch.
     let plugin = home.join(".bot-bottle/contrib/e2e");
     std::fs::create_dir_all(&plugin).unwrap();
     std::fs::copy("/bin/busybox", plugin.join("busybox")).unwrap();
     std::fs::copy(bins.join("bb-probe"), plugin.join("bb-probe")).unwrap();
-    write(&plugin.join("Dockerfile"), "FROM scratch\nCOPY busybox bb-probe /bin/\nCMD [\"/bin/busybox\", \"sh\"]\n");
-    write(&plugin.join("provider.yaml"), "command: [/bin/busybox, sh]\nhome: /root\nworkdir: /work\nfiles:\n  - path: \"{home}/hello.txt\"\n    content: \"hello {label}\\n\"\n");
+    write(
+        &plugin.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox bb-probe /bin/\nCMD [\"/bin/busybox\", \"sh\"]\n",
+    );
+    write(
+        &plugin.join("provider.yaml"),
+        "command: [/bin/busybox, sh]\nhome: /root\nworkdir: /work\nfiles:\n  - path: \"{home}/hello.txt\"\n    content: \"hello {label}\\n\"\n",
+    );
     write(
         &home.join(".bot-bottle/bottles/e2e.md"),
         "---\nagent_provider:\n  template: e2e\nsupervise: false\nenv:\n  UPSTREAM_TOKEN: ${E2E_UPSTREAM_TOKEN}\n  GREETING: hi\negress:\n  routes:\n    - host: upstream.test\n      allow_private: true\n      auth:\n        scheme: Bearer\n        token_ref: UPSTREAM_TOKEN\n---\n",
     );
-    write(&home.join(".bot-bottle/agents/e2e.md"), "---\nbottle: e2e\n---\nYou are an end-to-end test.\n");
-    Fixture { home, bins, upstream_ca: pki.ca_cert, network, upstream, _tmp: tmp }
+    write(
+        &home.join(".bot-bottle/agents/e2e.md"),
+        "---\nbottle: e2e\n---\nYou are an end-to-end test.\n",
+    );
+    Fixture {
+        home,
+        bins,
+        upstream_ca: pki.ca_cert,
+        network,
+        upstream,
+        _tmp: tmp,
+    }
 }
 
 fn bot_bottle(f: &Fixture, args: &[&str]) -> Command {
@@ -164,7 +225,10 @@ fn run(f: &Fixture, args: &[&str]) -> (i32, String, String, Duration) {
 /// The output of one `== name` section of the probe script.
 fn section<'a>(out: &'a str, name: &str) -> &'a str {
     let marker = format!("== {name}\n");
-    let start = out.find(&marker).unwrap_or_else(|| panic!("no section {name} in:\n{out}")) + marker.len();
+    let start = out
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no section {name} in:\n{out}"))
+        + marker.len();
     let rest = &out[start..];
     &rest[..rest.find("\n== ").map_or(rest.len(), |e| e + 1)]
 }
@@ -174,8 +238,32 @@ fn section<'a>(out: &'a str, name: &str) -> &'a str {
 fn bottle_leftovers(f: &Fixture, prefix: &str) -> Vec<String> {
     let mine = |name: &&str| name.starts_with(&format!("bb-{prefix}-"));
     let mut left = Vec::new();
-    left.extend(docker_ok(&["ps", "-a", "--filter", "label=bot-bottle.slug", "--format", "{{.Names}}"]).lines().filter(mine).map(str::to_owned));
-    left.extend(docker_ok(&["network", "ls", "--filter", "label=bot-bottle.slug", "--format", "{{.Name}}"]).lines().filter(mine).map(str::to_owned));
+    left.extend(
+        docker_ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=bot-bottle.slug",
+            "--format",
+            "{{.Names}}",
+        ])
+        .lines()
+        .filter(mine)
+        .map(str::to_owned),
+    );
+    left.extend(
+        docker_ok(&[
+            "network",
+            "ls",
+            "--filter",
+            "label=bot-bottle.slug",
+            "--format",
+            "{{.Name}}",
+        ])
+        .lines()
+        .filter(mine)
+        .map(str::to_owned),
+    );
     if let Ok(entries) = std::fs::read_dir(f.home.join(".bot-bottle/state")) {
         left.extend(entries.flatten().map(|e| e.path().display().to_string()));
     }
@@ -188,7 +276,10 @@ fn a_bottle_has_one_audited_way_out_and_leaves_nothing() {
         return;
     }
     let f = fixture("main");
-    let hex: String = UPSTREAM_TOKEN.bytes().map(|b| format!("{b:02x}")).collect();
+    let hex: String = UPSTREAM_TOKEN.bytes().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
     let script = format!(
         "echo '== tcp-upstream'; /bin/bb-probe tcp upstream.test:443; echo rc=$?\n\
          echo '== tcp-internet'; /bin/bb-probe tcp 1.1.1.1:443; echo rc=$?\n\
@@ -203,9 +294,24 @@ fn a_bottle_has_one_audited_way_out_and_leaves_nothing() {
          echo '== end'\n\
          exit 7\n"
     );
-    let (code, out, err, cold) = run(&f, &["start", "e2e", "--yes", "--", "/bin/busybox", "sh", "-c", &script]);
+    let (code, out, err, cold) = run(
+        &f,
+        &[
+            "start",
+            "e2e",
+            "--yes",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
     eprintln!("launch + run took {cold:?} (cold image cache)\nstderr:\n{err}");
-    assert_eq!(code, 7, "the agent's exit status comes back\nstdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(
+        code, 7,
+        "the agent's exit status comes back\nstdout:\n{out}\nstderr:\n{err}"
+    );
 
     // No way out but the proxy.
     assert!(section(&out, "tcp-upstream").contains("error=dns"), "{out}");
@@ -214,7 +320,10 @@ fn a_bottle_has_one_audited_way_out_and_leaves_nothing() {
     assert!(section(&out, "dns").contains("rc=1"), "{out}");
     // Through the proxy: the allowed upstream answers with the injected token.
     let allowed = section(&out, "allowed");
-    assert!(allowed.contains("status=200") && allowed.contains("auth=match"), "{out}");
+    assert!(
+        allowed.contains("status=200") && allowed.contains("auth=match"),
+        "{out}"
+    );
     assert!(section(&out, "unlisted").contains("status=403"), "{out}");
     assert!(section(&out, "secret-body").contains("status=403"), "{out}");
     // The token is nowhere in the agent.
@@ -225,12 +334,18 @@ fn a_bottle_has_one_audited_way_out_and_leaves_nothing() {
     assert!(env.contains("GREETING=hi"), "{env}");
     assert!(env.contains("HTTPS_PROXY=http://egress:9099"), "{env}");
     assert!(section(&out, "files").contains("hello e2e"), "{out}");
-    assert!(!out.contains(UPSTREAM_TOKEN) && !err.contains(UPSTREAM_TOKEN), "token printed");
+    assert!(
+        !out.contains(UPSTREAM_TOKEN) && !err.contains(UPSTREAM_TOKEN),
+        "token printed"
+    );
 
     // The upstream saw the allowed request and never the secret body.
     let logs = docker_ok(&["logs", &f.upstream]);
     assert!(logs.contains("path=/hello auth=match"), "{logs}");
-    assert!(!logs.contains(BODY_SECRET) && !logs.contains("/upload"), "secret reached the upstream:\n{logs}");
+    assert!(
+        !logs.contains(BODY_SECRET) && !logs.contains("/upload"),
+        "secret reached the upstream:\n{logs}"
+    );
 
     // Nothing of the bottle remains.
     assert_eq!(bottle_leftovers(&f, "e2e"), Vec::<String>::new());
@@ -238,7 +353,11 @@ fn a_bottle_has_one_audited_way_out_and_leaves_nothing() {
     // Warm cache: the same launch again, for the timing.
     let (code, _, err, warm) = run(&f, &["start", "e2e", "--yes", "--", "/bin/busybox", "true"]);
     assert_eq!(code, 0, "{err}");
-    eprintln!("E2E-TIMING cold={:.2}s warm={:.2}s", cold.as_secs_f64(), warm.as_secs_f64());
+    eprintln!(
+        "E2E-TIMING cold={:.2}s warm={:.2}s",
+        cold.as_secs_f64(),
+        warm.as_secs_f64()
+    );
     assert_eq!(bottle_leftovers(&f, "e2e"), Vec::<String>::new());
 }
 
@@ -249,16 +368,33 @@ fn commit_then_resume_boots_the_snapshot() {
     }
     let f = fixture("commit");
     let script = "echo snapshot-data > /work/marker; while [ ! -e /work/stop ]; do /bin/busybox sleep 0.2; done";
-    let mut first = bot_bottle(&f, &["start", "e2e", "--yes", "--label", "snap", "--", "/bin/busybox", "sh", "-c", script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let first = bot_bottle(
+        &f,
+        &[
+            "start",
+            "e2e",
+            "--yes",
+            "--label",
+            "snap",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     // Wait for the bottle to be running.
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_mins(3);
     let slug = loop {
         let (_, out, _, _) = run(&f, &["list", "active"]);
-        if let Some(line) = out.lines().find(|l| l.starts_with("snap-") && l.ends_with("running")) {
+        if let Some(line) = out
+            .lines()
+            .find(|l| l.starts_with("snap-") && l.ends_with("running"))
+        {
             break line.split('\t').next().unwrap().to_owned();
         }
         assert!(Instant::now() < deadline, "bottle never ran: {out}");
@@ -267,23 +403,47 @@ fn commit_then_resume_boots_the_snapshot() {
     // The marker is written as the agent starts; wait until it exists.
     let agent = format!("bb-{slug}-agent");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !docker(&["exec", &agent, "/bin/busybox", "test", "-e", "/work/marker"]).status.success() {
+    while !docker(&["exec", &agent, "/bin/busybox", "test", "-e", "/work/marker"])
+        .status
+        .success()
+    {
         assert!(Instant::now() < deadline, "marker never written");
         std::thread::sleep(Duration::from_millis(200));
     }
     let (code, out, err, _) = run(&f, &["commit", &slug]);
     assert_eq!(code, 0, "commit: {out}{err}");
-    assert!(out.contains(&format!("bot-bottle-commit/{slug}:latest")), "{out}");
+    assert!(
+        out.contains(&format!("bot-bottle-commit/{slug}:latest")),
+        "{out}"
+    );
     docker_ok(&["exec", &agent, "/bin/busybox", "touch", "/work/stop"]);
     let first = first.wait_with_output().unwrap();
-    assert!(first.status.success(), "first run: {}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "first run: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
 
     // The snapshot boots with the file the first run wrote.
-    let (code, out, err, _) = run(&f, &["resume", &slug, "--yes", "--", "/bin/busybox", "cat", "/work/marker"]);
+    let (code, out, err, _) = run(
+        &f,
+        &[
+            "resume",
+            &slug,
+            "--yes",
+            "--",
+            "/bin/busybox",
+            "cat",
+            "/work/marker",
+        ],
+    );
     assert_eq!(code, 0, "resume: {out}{err}");
     assert!(out.contains("snapshot-data"), "{out}\n{err}");
     // Containers and networks are gone; the committed state stays until removed.
-    let left: Vec<String> = bottle_leftovers(&f, "snap").into_iter().filter(|l| !l.contains("/.bot-bottle/state/")).collect();
+    let left: Vec<String> = bottle_leftovers(&f, "snap")
+        .into_iter()
+        .filter(|l| !l.contains("/.bot-bottle/state/"))
+        .collect();
     assert_eq!(left, Vec::<String>::new());
     let _ = docker(&["rmi", &format!("bot-bottle-commit/{slug}:latest")]);
 }

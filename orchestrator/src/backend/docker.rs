@@ -18,6 +18,7 @@
 //! path of [`Docker::launch`].
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -102,7 +103,10 @@ impl Docker {
     /// A backend for this operator.
     #[must_use]
     pub fn new(paths: Paths) -> Self {
-        let docker = std::env::var(env_vars::BOT_BOTTLE_DOCKER).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "docker".into());
+        let docker = std::env::var(env_vars::BOT_BOTTLE_DOCKER)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "docker".into());
         Self { paths, docker }
     }
 
@@ -114,15 +118,28 @@ impl Docker {
 
     /// Runs docker, returning stdout; the error carries stderr.
     fn output(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = self.cmd().args(args).output().with_context(|| format!("cannot run `{}` (is Docker installed?)", self.docker))?;
+        let out = self
+            .cmd()
+            .args(args)
+            .output()
+            .with_context(|| format!("cannot run `{}` (is Docker installed?)", self.docker))?;
         if !out.status.success() {
-            bail!("`docker {}` failed: {}", args.first().copied().unwrap_or(""), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "`docker {}` failed: {}",
+                args.first().copied().unwrap_or(""),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     fn quiet(&self, args: &[&str]) -> bool {
-        self.cmd().args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        self.cmd()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     fn image_exists(&self, tag: &str) -> bool {
@@ -130,12 +147,15 @@ impl Docker {
     }
 
     fn has_runsc(&self) -> bool {
-        self.output(&["info", "--format", "{{json .Runtimes}}"]).is_ok_and(|s| s.contains("\"runsc\""))
+        self.output(&["info", "--format", "{{json .Runtimes}}"])
+            .is_ok_and(|s| s.contains("\"runsc\""))
     }
 
     /// The folder holding the static bundle binaries.
     fn bundle_bin_dir() -> anyhow::Result<PathBuf> {
-        if let Some(d) = std::env::var_os(env_vars::BOT_BOTTLE_BUNDLE_BIN_DIR).filter(|d| !d.is_empty()) {
+        if let Some(d) =
+            std::env::var_os(env_vars::BOT_BOTTLE_BUNDLE_BIN_DIR).filter(|d| !d.is_empty())
+        {
             return Ok(PathBuf::from(d));
         }
         let exe = std::env::current_exe().context("cannot find the bot-bottle executable")?;
@@ -147,7 +167,12 @@ impl Docker {
         let dir = Self::bundle_bin_dir()?;
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         let mut available = Vec::new();
-        for (name, required) in [("bb-init", true), ("bb-egress", true), ("bb-gitgate", false), ("bb-supervise", false)] {
+        for (name, required) in [
+            ("bb-init", true),
+            ("bb-egress", true),
+            ("bb-gitgate", false),
+            ("bb-supervise", false),
+        ] {
             let path = dir.join(name);
             if !path.is_file() {
                 if required {
@@ -160,9 +185,13 @@ impl Docker {
                 }
                 continue;
             }
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             if !is_static_elf(&bytes) {
-                bail!("{} is not a static executable; the bundle image is FROM scratch (build with `{STATIC_BUILD}`)", path.display());
+                bail!(
+                    "{} is not a static executable; the bundle image is FROM scratch (build with `{STATIC_BUILD}`)",
+                    path.display()
+                );
             }
             files.push((name.to_owned(), bytes));
         }
@@ -180,10 +209,21 @@ impl Docker {
         let roots = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
         let dockerfile = format!(
             "FROM scratch\nCOPY {} /bb/\n{}ENTRYPOINT [\"/bb/bb-init\"]\n",
-            files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" "),
-            if roots.is_empty() { "" } else { "COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n" }
+            files
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            if roots.is_empty() {
+                ""
+            } else {
+                "COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n"
+            }
         );
-        let mut parts: Vec<(&str, &[u8])> = vec![("Dockerfile", dockerfile.as_bytes()), ("ca-certificates.crt", &roots)];
+        let mut parts: Vec<(&str, &[u8])> = vec![
+            ("Dockerfile", dockerfile.as_bytes()),
+            ("ca-certificates.crt", &roots),
+        ];
         parts.extend(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
         let tag = format!("bot-bottle-bundle:{}", content_hash(&parts));
         if !self.image_exists(&tag) {
@@ -194,16 +234,34 @@ impl Docker {
                 }
                 let p = ctx.join(name);
                 std::fs::write(&p, bytes)?;
-                set_perms(&p, if name.starts_with("bb-") { 0o755 } else { 0o644 })?;
+                set_perms(
+                    &p,
+                    if name.starts_with("bb-") {
+                        0o755
+                    } else {
+                        0o644
+                    },
+                )?;
             }
-            let r = self.build(&tag, &ctx.join("Dockerfile"), &ctx, &[("bot-bottle.bundle", "1")]);
+            let r = self.build(
+                &tag,
+                &ctx.join("Dockerfile"),
+                &ctx,
+                &[("bot-bottle.bundle", "1")],
+            );
             let _ = std::fs::remove_dir_all(&ctx);
             r?;
         }
         Ok((tag, available))
     }
 
-    fn build(&self, tag: &str, dockerfile: &Path, context: &Path, labels: &[(&str, &str)]) -> anyhow::Result<()> {
+    fn build(
+        &self,
+        tag: &str,
+        dockerfile: &Path,
+        context: &Path,
+        labels: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let mut c = self.cmd();
         c.args(["build", "-q", "-t", tag, "-f"]).arg(dockerfile);
         for (k, v) in labels {
@@ -212,7 +270,10 @@ impl Docker {
         c.arg(context);
         let out = c.output().context("running docker build")?;
         if !out.status.success() {
-            bail!("building image {tag} failed:\n{}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "building image {tag} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(())
     }
@@ -222,11 +283,19 @@ impl Docker {
         let name = &plan.image.provider;
         match &plan.image.dockerfile {
             DockerfileSource::Embedded(text) => {
-                let tag = format!("bot-bottle-agent-{name}:{}", content_hash(&[("Dockerfile", text.as_bytes())]));
+                let tag = format!(
+                    "bot-bottle-agent-{name}:{}",
+                    content_hash(&[("Dockerfile", text.as_bytes())])
+                );
                 if !self.image_exists(&tag) {
                     let ctx = tempdir()?;
                     std::fs::write(ctx.join("Dockerfile"), text)?;
-                    let r = self.build(&tag, &ctx.join("Dockerfile"), &ctx, &[("bot-bottle.provider", name)]);
+                    let r = self.build(
+                        &tag,
+                        &ctx.join("Dockerfile"),
+                        &ctx,
+                        &[("bot-bottle.provider", name)],
+                    );
                     let _ = std::fs::remove_dir_all(&ctx);
                     r?;
                 }
@@ -236,7 +305,10 @@ impl Docker {
                 let context = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
                 collect_files(&context, &context, &mut parts)?;
-                let refs: Vec<(&str, &[u8])> = parts.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+                let refs: Vec<(&str, &[u8])> = parts
+                    .iter()
+                    .map(|(n, b)| (n.as_str(), b.as_slice()))
+                    .collect();
                 let tag = format!("bot-bottle-agent-{name}:{}", content_hash(&refs));
                 if !self.image_exists(&tag) {
                     self.build(&tag, path, &context, &[("bot-bottle.provider", name)])?;
@@ -254,16 +326,22 @@ impl Docker {
             return Ok(());
         }
         let bin = Self::bundle_bin_dir()?.join("bb-egress");
-        let cfg = bb_egress::policy::RoutesConfig::from_yaml(&plan.routes_yaml).map_err(|e| anyhow::anyhow!("routes.yaml: {e}"))?;
+        let cfg = bb_egress::policy::RoutesConfig::from_yaml(&plan.routes_yaml)
+            .map_err(|e| anyhow::anyhow!("routes.yaml: {e}"))?;
         let mut c = Command::new(&bin);
         c.arg("ca").arg("init").arg(&ca_dir).stdin(Stdio::null());
         for r in &cfg.routes {
             c.arg("--permit").arg(&r.host);
         }
         c.arg("--permit").arg(bb_egress::policy::INTROSPECTION_HOST);
-        let out = c.output().with_context(|| format!("running {}", bin.display()))?;
+        let out = c
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
         if !out.status.success() {
-            bail!("minting the bottle CA failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "minting the bottle CA failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(())
     }
@@ -272,13 +350,23 @@ impl Docker {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let out = self.cmd().args(["logs", container]).output()?;
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
             if text.contains("bb-egress listening") {
                 return Ok(());
             }
-            let state = self.output(&["inspect", "-f", "{{.State.Status}}", container]).unwrap_or_default();
+            let state = self
+                .output(&["inspect", "-f", "{{.State.Status}}", container])
+                .unwrap_or_default();
             if state.trim() == "exited" || state.trim() == "dead" || Instant::now() > deadline {
-                bail!("the bundle did not come up ({}):\n{}", state.trim(), text.trim());
+                bail!(
+                    "the bundle did not come up ({}):\n{}",
+                    state.trim(),
+                    text.trim()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -286,7 +374,11 @@ impl Docker {
 
     /// Reads one file out of a created container (`docker cp C:path -`).
     fn read_file(&self, container: &str, path: &str) -> Option<Vec<u8>> {
-        let out = self.cmd().args(["cp", &format!("{container}:{path}"), "-"]).output().ok()?;
+        let out = self
+            .cmd()
+            .args(["cp", &format!("{container}:{path}"), "-"])
+            .output()
+            .ok()?;
         if !out.status.success() {
             return None;
         }
@@ -313,10 +405,18 @@ impl Docker {
 
     /// Writes the CA, provider files, prompt, gitconfig, skills and the
     /// workspace into the created (not yet started) agent.
-    fn provision(&self, plan: &LaunchPlan, container: &str, user: Option<&str>) -> anyhow::Result<()> {
+    fn provision(
+        &self,
+        plan: &LaunchPlan,
+        container: &str,
+        user: Option<&str>,
+    ) -> anyhow::Result<()> {
         let (uid, gid) = user.map_or((0, 0), |u| self.resolve_user(container, u));
-        let ca = std::fs::read(plan.state.ca_dir().join("ca.crt")).context("reading the bottle CA")?;
-        let mut bundle = self.read_file(container, AGENT_TRUST_BUNDLE).unwrap_or_default();
+        let ca =
+            std::fs::read(plan.state.ca_dir().join("ca.crt")).context("reading the bottle CA")?;
+        let mut bundle = self
+            .read_file(container, AGENT_TRUST_BUNDLE)
+            .unwrap_or_default();
         if !bundle.is_empty() && !bundle.ends_with(b"\n") {
             bundle.push(b'\n');
         }
@@ -348,7 +448,10 @@ impl Docker {
         tar.finish()?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("provisioning the agent failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "provisioning the agent failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(())
     }
@@ -370,12 +473,23 @@ struct Archive<W: Write> {
 
 impl<W: Write> Archive<W> {
     fn new(w: W, home: String, workdir: String, uid: u64, gid: u64) -> Self {
-        Self { builder: tar::Builder::new(w), home, workdir, uid, gid, dirs: std::collections::BTreeSet::new() }
+        Self {
+            builder: tar::Builder::new(w),
+            home,
+            workdir,
+            uid,
+            gid,
+            dirs: std::collections::BTreeSet::new(),
+        }
     }
 
     fn owner(&self, path: &str) -> (u64, u64) {
         let under = |root: &str| path == root || path.starts_with(&format!("{root}/"));
-        if under(&self.home) || under(&self.workdir) { (self.uid, self.gid) } else { (0, 0) }
+        if under(&self.home) || under(&self.workdir) {
+            (self.uid, self.gid)
+        } else {
+            (0, 0)
+        }
     }
 
     fn header(&self, path: &str, mode: u32, size: u64, kind: tar::EntryType) -> tar::Header {
@@ -400,7 +514,8 @@ impl<W: Write> Archive<W> {
             self.dir(parent)?;
         }
         let mut h = self.header(trimmed, 0o755, 0, tar::EntryType::Directory);
-        self.builder.append_data(&mut h, trimmed.trim_start_matches('/'), std::io::empty())?;
+        self.builder
+            .append_data(&mut h, trimmed.trim_start_matches('/'), std::io::empty())?;
         self.dirs.insert(trimmed.to_owned());
         Ok(())
     }
@@ -410,7 +525,8 @@ impl<W: Write> Archive<W> {
             self.dir(parent)?;
         }
         let mut h = self.header(path, mode, content.len() as u64, tar::EntryType::Regular);
-        self.builder.append_data(&mut h, path.trim_start_matches('/'), content)?;
+        self.builder
+            .append_data(&mut h, path.trim_start_matches('/'), content)?;
         Ok(())
     }
 
@@ -418,7 +534,10 @@ impl<W: Write> Archive<W> {
     /// (symlinks could point anywhere on the host).
     fn tree(&mut self, src: &Path, dest: &str) -> anyhow::Result<()> {
         self.dir(dest)?;
-        let mut entries: Vec<_> = std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))?.flatten().collect();
+        let mut entries: Vec<_> = std::fs::read_dir(src)
+            .with_context(|| format!("reading {}", src.display()))?
+            .flatten()
+            .collect();
         entries.sort_by_key(std::fs::DirEntry::file_name);
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -432,7 +551,8 @@ impl<W: Write> Archive<W> {
                 let file = std::fs::File::open(e.path())?;
                 let len = file.metadata()?.len();
                 let mut h = self.header(&target, mode, len, tar::EntryType::Regular);
-                self.builder.append_data(&mut h, target.trim_start_matches('/'), file)?;
+                self.builder
+                    .append_data(&mut h, target.trim_start_matches('/'), file)?;
             }
         }
         Ok(())
@@ -448,17 +568,33 @@ impl<W: Write> Archive<W> {
 /// Whether an ELF executable needs no dynamic loader (no `PT_INTERP`).
 #[must_use]
 pub fn is_static_elf(bytes: &[u8]) -> bool {
-    let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| bytes.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let u64_at = |o: usize| bytes.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let u16_at = |o: usize| {
+        bytes
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |o: usize| {
+        bytes
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
     if bytes.get(..5) != Some(b"\x7fELF\x02") {
         return false;
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
         return false;
     };
     (0..usize::from(phnum)).all(|i| {
-        let at = usize::try_from(phoff).unwrap_or(usize::MAX).saturating_add(i * usize::from(phentsize));
+        let at = usize::try_from(phoff)
+            .unwrap_or(usize::MAX)
+            .saturating_add(i * usize::from(phentsize));
         u32_at(at).is_some_and(|t| t != 3)
     })
 }
@@ -471,7 +607,14 @@ fn content_hash(parts: &[(&str, &[u8])]) -> String {
         ctx.update(&(bytes.len() as u64).to_le_bytes());
         ctx.update(bytes);
     }
-    ctx.finish().as_ref().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .take(8)
+        .fold(String::new(), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
@@ -482,7 +625,11 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> a
         if e.file_type()?.is_dir() {
             collect_files(root, &p, out)?;
         } else {
-            let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
             out.push((rel, std::fs::read(&p)?));
         }
     }
@@ -490,7 +637,11 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> a
 }
 
 fn tempdir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("bot-bottle-build-{}-{}", std::process::id(), content_hash(&[("t", format!("{:?}", Instant::now()).as_bytes())])));
+    let dir = std::env::temp_dir().join(format!(
+        "bot-bottle-build-{}-{}",
+        std::process::id(),
+        content_hash(&[("t", format!("{:?}", Instant::now()).as_bytes())])
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -499,14 +650,21 @@ fn set_perms(p: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
     // Fixed mtimes keep the build context identical run to run.
-    std::fs::File::options().write(true).open(p)?.set_modified(std::time::UNIX_EPOCH)
+    std::fs::File::options()
+        .write(true)
+        .open(p)?
+        .set_modified(std::time::UNIX_EPOCH)
 }
 
 /// Signals that must not kill bot-bottle mid-launch: they end the agent
 /// (docker forwards them) and teardown still runs.
 fn hold_signals() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
     }
     flag
@@ -517,16 +675,32 @@ impl Backend for Docker {
         "docker"
     }
 
-    fn launch(&self, plan: &LaunchPlan, secrets: &Secrets, req: &RunRequest) -> anyhow::Result<i32> {
+    // The launch is one sequence whose every step registers what it created
+    // with the teardown guard; it reads best in order.
+    #[allow(clippy::too_many_lines)]
+    fn launch(
+        &self,
+        plan: &LaunchPlan,
+        secrets: &Secrets,
+        req: &RunRequest,
+    ) -> anyhow::Result<i32> {
         let interrupted = hold_signals();
-        self.output(&["version", "--format", "{{.Server.Version}}"]).context("the Docker engine does not answer (run `bot-bottle doctor`)")?;
+        self.output(&["version", "--format", "{{.Server.Version}}"])
+            .context("the Docker engine does not answer (run `bot-bottle doctor`)")?;
         let names = Names::new(&plan.slug);
-        let preserve = req.preserve_state || Meta::read(&self.paths, &plan.slug).is_ok_and(|m| m.preserve);
+        let preserve =
+            req.preserve_state || Meta::read(&self.paths, &plan.slug).is_ok_and(|m| m.preserve);
         let fresh_state = !plan.state.root.exists();
-        let mut guard = Teardown { docker: self, containers: Vec::new(), networks: Vec::new(), state: (fresh_state && !preserve).then(|| (plan.state.root.clone(), plan.slug.clone())) };
+        let mut guard = Teardown {
+            docker: self,
+            containers: Vec::new(),
+            networks: Vec::new(),
+            state: (fresh_state && !preserve).then(|| (plan.state.root.clone(), plan.slug.clone())),
+        };
 
         plan.state.create()?;
-        plan.state.write_private(&plan.state.routes_file(), plan.routes_yaml.as_bytes())?;
+        plan.state
+            .write_private(&plan.state.routes_file(), plan.routes_yaml.as_bytes())?;
         let meta = Meta::read(&self.paths, &plan.slug).unwrap_or(Meta {
             slug: plan.slug.clone(),
             agent: plan.agent.clone(),
@@ -541,39 +715,79 @@ impl Backend for Docker {
         let (bundle_image, daemons) = self.bundle_image(&plan.daemons)?;
         for d in &plan.daemons {
             if !daemons.contains(d) {
-                eprintln!("warning: the bundle has no `{}` daemon yet; the bottle runs without it", d.name());
+                eprintln!(
+                    "warning: the bundle has no `{}` daemon yet; the bottle runs without it",
+                    d.name()
+                );
             }
         }
         let agent_image = match &req.image {
             Some(img) if self.image_exists(img) => img.clone(),
             Some(img) => {
-                eprintln!("warning: committed image {img} is gone; rebuilding from the provider's Dockerfile");
+                eprintln!(
+                    "warning: committed image {img} is gone; rebuilding from the provider's Dockerfile"
+                );
                 self.agent_image(plan)?
             }
             None => self.agent_image(plan)?,
         };
 
         let label = format!("{SLUG_LABEL}={}", plan.slug);
-        let egress_net = match std::env::var(env_vars::BOT_BOTTLE_DOCKER_EGRESS_NETWORK).ok().filter(|s| !s.is_empty()) {
-            Some(n) => n,
-            None => {
-                self.output(&["network", "create", "--label", &label, &names.egress])?;
-                guard.networks.push(names.egress.clone());
-                names.egress.clone()
-            }
+        let egress_net = if let Some(n) = std::env::var(env_vars::BOT_BOTTLE_DOCKER_EGRESS_NETWORK)
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            n
+        } else {
+            self.output(&["network", "create", "--label", &label, &names.egress])?;
+            guard.networks.push(names.egress.clone());
+            names.egress.clone()
         };
-        self.output(&["network", "create", "--internal", "--label", &label, &names.internal])?;
+        self.output(&[
+            "network",
+            "create",
+            "--internal",
+            "--label",
+            &label,
+            &names.internal,
+        ])?;
         guard.networks.push(names.internal.clone());
 
         // The bundle: tokens by name on argv, values in docker's env.
         let mut c = self.cmd();
-        c.args(["create", "--name", &names.bundle, "--label", &label, "--label", &format!("{ROLE_LABEL}=bundle")]);
-        c.args(["--network", &egress_net, "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only"]);
-        c.arg("-v").arg(format!("{}:/bb/config/routes.yaml:ro", plan.state.routes_file().display()));
-        c.arg("-v").arg(format!("{}:/bb/ca:ro", plan.state.ca_dir().display()));
-        c.arg("-v").arg(format!("{}:/bb/queue", plan.state.queue_dir().display()));
-        if let Some(ca) = std::env::var_os(env_vars::BOT_BOTTLE_UPSTREAM_CA).filter(|s| !s.is_empty()) {
-            c.arg("-v").arg(format!("{}:/bb/config/upstream-ca.pem:ro", PathBuf::from(ca).display()));
+        c.args([
+            "create",
+            "--name",
+            &names.bundle,
+            "--label",
+            &label,
+            "--label",
+            &format!("{ROLE_LABEL}=bundle"),
+        ]);
+        c.args([
+            "--network",
+            &egress_net,
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--read-only",
+        ]);
+        c.arg("-v").arg(format!(
+            "{}:/bb/config/routes.yaml:ro",
+            plan.state.routes_file().display()
+        ));
+        c.arg("-v")
+            .arg(format!("{}:/bb/ca:ro", plan.state.ca_dir().display()));
+        c.arg("-v")
+            .arg(format!("{}:/bb/queue", plan.state.queue_dir().display()));
+        if let Some(ca) =
+            std::env::var_os(env_vars::BOT_BOTTLE_UPSTREAM_CA).filter(|s| !s.is_empty())
+        {
+            c.arg("-v").arg(format!(
+                "{}:/bb/config/upstream-ca.pem:ro",
+                PathBuf::from(ca).display()
+            ));
         }
         for (name, value) in &secrets.tokens {
             c.arg("-e").arg(name);
@@ -583,7 +797,18 @@ impl Backend for Docker {
         c.args(daemons.iter().map(|d| d.name()));
         run_quiet(c, "creating the bundle")?;
         guard.containers.push(names.bundle.clone());
-        self.output(&["network", "connect", "--alias", "egress", "--alias", "git-gate", "--alias", "supervise", &names.internal, &names.bundle])?;
+        self.output(&[
+            "network",
+            "connect",
+            "--alias",
+            "egress",
+            "--alias",
+            "git-gate",
+            "--alias",
+            "supervise",
+            &names.internal,
+            &names.bundle,
+        ])?;
         self.output(&["start", &names.bundle])?;
         self.wait_ready(&names.bundle)?;
 
@@ -593,11 +818,33 @@ impl Backend for Docker {
             (None, true) => plan.resume_command.clone(),
             (None, false) => plan.command.clone(),
         };
-        let Some((program, args)) = command.split_first() else { bail!("nothing to run in the agent") };
+        let Some((program, args)) = command.split_first() else {
+            bail!("nothing to run in the agent")
+        };
         let mut c = self.cmd();
-        c.args(["create", "--name", &names.agent, "--label", &label, "--label", &format!("{ROLE_LABEL}=agent")]);
-        c.args(["--label", &format!("{AGENT_LABEL}={}", plan.agent), "--network", &names.internal]);
-        c.args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--hostname", &plan.slug]);
+        c.args([
+            "create",
+            "--name",
+            &names.agent,
+            "--label",
+            &label,
+            "--label",
+            &format!("{ROLE_LABEL}=agent"),
+        ]);
+        c.args([
+            "--label",
+            &format!("{AGENT_LABEL}={}", plan.agent),
+            "--network",
+            &names.internal,
+        ]);
+        c.args([
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--hostname",
+            &plan.slug,
+        ]);
         c.args(["-w", &plan.workdir, "--entrypoint", program]);
         if self.has_runsc() {
             c.args(["--runtime", "runsc"]);
@@ -650,42 +897,83 @@ impl Backend for Docker {
             "--filter",
             &format!("label={ROLE_LABEL}=agent"),
             "--format",
-            &format!("{{{{.Label \"{SLUG_LABEL}\"}}}}\t{{{{.State}}}}\t{{{{.Label \"{AGENT_LABEL}\"}}}}"),
+            &format!(
+                "{{{{.Label \"{SLUG_LABEL}\"}}}}\t{{{{.State}}}}\t{{{{.Label \"{AGENT_LABEL}\"}}}}"
+            ),
         ])?;
         Ok(out
             .lines()
             .filter_map(|l| {
                 let mut f = l.split('\t');
-                Some(ActiveBottle { slug: f.next()?.to_owned(), status: f.next()?.to_owned(), agent: f.next().unwrap_or("").to_owned() })
+                Some(ActiveBottle {
+                    slug: f.next()?.to_owned(),
+                    status: f.next()?.to_owned(),
+                    agent: f.next().unwrap_or("").to_owned(),
+                })
             })
             .filter(|b| !b.slug.is_empty())
             .collect())
     }
 
     fn orphans(&self) -> anyhow::Result<Vec<Resource>> {
-        let running: Vec<String> = self.list_active()?.into_iter().filter(|b| b.status == "running").map(|b| b.slug).collect();
+        let running: Vec<String> = self
+            .list_active()?
+            .into_iter()
+            .filter(|b| b.status == "running")
+            .map(|b| b.slug)
+            .collect();
         let mut out = Vec::new();
-        let containers = self.output(&["ps", "-a", "--filter", &format!("label={SLUG_LABEL}"), "--format", &format!("{{{{.Names}}}}\t{{{{.Label \"{SLUG_LABEL}\"}}}}")])?;
+        let containers = self.output(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={SLUG_LABEL}"),
+            "--format",
+            &format!("{{{{.Names}}}}\t{{{{.Label \"{SLUG_LABEL}\"}}}}"),
+        ])?;
         for l in containers.lines() {
-            if let Some((name, slug)) = l.split_once('\t') {
-                if !running.iter().any(|r| r == slug) {
-                    out.push(Resource { kind: "container", name: name.to_owned(), slug: slug.to_owned() });
-                }
+            if let Some((name, slug)) = l.split_once('\t')
+                && !running.iter().any(|r| r == slug)
+            {
+                out.push(Resource {
+                    kind: "container",
+                    name: name.to_owned(),
+                    slug: slug.to_owned(),
+                });
             }
         }
-        let networks = self.output(&["network", "ls", "--filter", &format!("label={SLUG_LABEL}"), "--format", &format!("{{{{.Name}}}}\t{{{{.Label \"{SLUG_LABEL}\"}}}}")])?;
+        let networks = self.output(&[
+            "network",
+            "ls",
+            "--filter",
+            &format!("label={SLUG_LABEL}"),
+            "--format",
+            &format!("{{{{.Name}}}}\t{{{{.Label \"{SLUG_LABEL}\"}}}}"),
+        ])?;
         for l in networks.lines() {
-            if let Some((name, slug)) = l.split_once('\t') {
-                if !running.iter().any(|r| r == slug) {
-                    out.push(Resource { kind: "network", name: name.to_owned(), slug: slug.to_owned() });
-                }
+            if let Some((name, slug)) = l.split_once('\t')
+                && !running.iter().any(|r| r == slug)
+            {
+                out.push(Resource {
+                    kind: "network",
+                    name: name.to_owned(),
+                    slug: slug.to_owned(),
+                });
             }
         }
-        for e in std::fs::read_dir(self.paths.state_root()).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(self.paths.state_root())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let slug = e.file_name().to_string_lossy().into_owned();
             let preserved = Meta::read(&self.paths, &slug).is_ok_and(|m| m.preserve);
             if !preserved && !running.contains(&slug) {
-                out.push(Resource { kind: "state", name: e.path().display().to_string(), slug });
+                out.push(Resource {
+                    kind: "state",
+                    name: e.path().display().to_string(),
+                    slug,
+                });
             }
         }
         Ok(out)
@@ -713,10 +1001,17 @@ impl Backend for Docker {
 
     fn commit(&self, slug: &str) -> anyhow::Result<String> {
         let names = Names::new(slug);
-        let mut meta = Meta::read(&self.paths, slug).with_context(|| format!("bottle `{slug}` has no state folder"))?;
+        let mut meta = Meta::read(&self.paths, slug)
+            .with_context(|| format!("bottle `{slug}` has no state folder"))?;
         let image = format!("bot-bottle-commit/{slug}:latest");
-        self.output(&["commit", "--change", &format!("LABEL {SLUG_LABEL}={slug}"), &names.agent, &image])
-            .with_context(|| format!("is bottle `{slug}` running? (`bot-bottle list active`)"))?;
+        self.output(&[
+            "commit",
+            "--change",
+            &format!("LABEL {SLUG_LABEL}={slug}"),
+            &names.agent,
+            &image,
+        ])
+        .with_context(|| format!("is bottle `{slug}` running? (`bot-bottle list active`)"))?;
         meta.image = Some(image.clone());
         meta.preserve = true;
         meta.write(&self.paths)?;
@@ -732,7 +1027,10 @@ impl Backend for Docker {
             ok: engine_ok,
             detail: match engine {
                 Ok(v) => format!("Docker {}", v.trim()),
-                Err(e) => format!("{e}; start the Docker daemon or set {}", env_vars::BOT_BOTTLE_DOCKER),
+                Err(e) => format!(
+                    "{e}; start the Docker daemon or set {}",
+                    env_vars::BOT_BOTTLE_DOCKER
+                ),
             },
         });
         if engine_ok {
@@ -751,14 +1049,31 @@ impl Backend for Docker {
                     checks.push(Check {
                         what: format!("bundle: {name}"),
                         ok,
-                        detail: if ok { format!("{} (static)", p.display()) } else { format!("{} missing or not static: build with `{STATIC_BUILD}` and set {}", p.display(), env_vars::BOT_BOTTLE_BUNDLE_BIN_DIR) },
+                        detail: if ok {
+                            format!("{} (static)", p.display())
+                        } else {
+                            format!(
+                                "{} missing or not static: build with `{STATIC_BUILD}` and set {}",
+                                p.display(),
+                                env_vars::BOT_BOTTLE_BUNDLE_BIN_DIR
+                            )
+                        },
                     });
                 }
             }
-            Err(e) => checks.push(Check { what: "bundle binaries".into(), ok: false, detail: e.to_string() }),
+            Err(e) => checks.push(Check {
+                what: "bundle binaries".into(),
+                ok: false,
+                detail: e.to_string(),
+            }),
         }
         if engine_ok {
-            for b in self.list_active().unwrap_or_default().into_iter().filter(|b| b.status == "running") {
+            for b in self
+                .list_active()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|b| b.status == "running")
+            {
                 checks.push(self.isolation(&b.slug));
             }
         }
@@ -772,36 +1087,74 @@ impl Docker {
     fn isolation(&self, slug: &str) -> Check {
         let names = Names::new(slug);
         let what = format!("isolation of {slug}");
-        let nets = self.output(&["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", &names.agent]).unwrap_or_default();
+        let nets = self
+            .output(&[
+                "inspect",
+                "-f",
+                "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                &names.agent,
+            ])
+            .unwrap_or_default();
         let nets: Vec<&str> = nets.split_whitespace().collect();
         let mut problems = Vec::new();
         if nets != [names.internal.as_str()] {
-            problems.push(format!("agent is on networks {nets:?}, expected only {}", names.internal));
+            problems.push(format!(
+                "agent is on networks {nets:?}, expected only {}",
+                names.internal
+            ));
         }
-        if self.output(&["network", "inspect", "-f", "{{.Internal}}", &names.internal]).map(|s| s.trim() == "true").unwrap_or(false) {
+        if self
+            .output(&["network", "inspect", "-f", "{{.Internal}}", &names.internal])
+            .is_ok_and(|s| s.trim() == "true")
+        {
         } else {
             problems.push(format!("{} is not an --internal network", names.internal));
         }
-        let ports = self.output(&["inspect", "-f", "{{json .HostConfig.PortBindings}}", &names.agent]).unwrap_or_default();
+        let ports = self
+            .output(&[
+                "inspect",
+                "-f",
+                "{{json .HostConfig.PortBindings}}",
+                &names.agent,
+            ])
+            .unwrap_or_default();
         if !matches!(ports.trim(), "{}" | "null" | "") {
             problems.push(format!("agent publishes ports {}", ports.trim()));
         }
-        let caps = self.output(&["inspect", "-f", "{{json .HostConfig.CapDrop}}", &names.agent]).unwrap_or_default();
+        let caps = self
+            .output(&[
+                "inspect",
+                "-f",
+                "{{json .HostConfig.CapDrop}}",
+                &names.agent,
+            ])
+            .unwrap_or_default();
         if !caps.contains("ALL") {
             problems.push("agent keeps default capabilities".into());
         }
         Check {
             what,
             ok: problems.is_empty(),
-            detail: if problems.is_empty() { "agent only on its internal network, no ports, no capabilities".into() } else { problems.join("; ") },
+            detail: if problems.is_empty() {
+                "agent only on its internal network, no ports, no capabilities".into()
+            } else {
+                problems.join("; ")
+            },
         }
     }
 }
 
 fn run_quiet(mut c: Command, what: &str) -> anyhow::Result<()> {
-    let out = c.stdout(Stdio::null()).stderr(Stdio::piped()).output().with_context(|| what.to_owned())?;
+    let out = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| what.to_owned())?;
     if !out.status.success() {
-        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }

@@ -16,21 +16,20 @@ pub struct Args {
 
 pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
     let backend = crate::backend::select(args.backend.as_deref(), paths)?;
-    let slug = match &args.slug {
-        Some(s) => s.clone(),
-        None => {
-            let active = backend.list_active()?;
-            match active.as_slice() {
-                [one] => one.slug.clone(),
-                [] => anyhow::bail!("no active bottle to commit"),
-                many => anyhow::bail!(
-                    "several bottles are active; name one: {}",
-                    many.iter()
-                        .map(|b| b.slug.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
+    let slug = if let Some(s) = &args.slug {
+        s.clone()
+    } else {
+        let active = backend.list_active()?;
+        match active.as_slice() {
+            [one] => one.slug.clone(),
+            [] => anyhow::bail!("no active bottle to commit"),
+            many => anyhow::bail!(
+                "several bottles are active; name one: {}",
+                many.iter()
+                    .map(|b| b.slug.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     };
     let image = backend.commit(&slug)?;

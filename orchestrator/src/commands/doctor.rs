@@ -6,7 +6,7 @@ use crate::backend::Check;
 use crate::manifest::Loader;
 use crate::paths::Paths;
 
-pub(super) fn run(paths: &Paths, backend: Option<&str>) -> anyhow::Result<ExitCode> {
+pub(super) fn run(paths: &Paths, backend: Option<&str>) -> ExitCode {
     let mut checks = Vec::new();
     let config = paths.config_dir();
     checks.push(Check {
@@ -70,9 +70,9 @@ pub(super) fn run(paths: &Paths, backend: Option<&str>) -> anyhow::Result<ExitCo
             c.detail
         );
     }
-    Ok(if failed {
+    if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }

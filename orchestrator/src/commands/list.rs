@@ -6,7 +6,7 @@ use crate::manifest::Loader;
 use crate::paths::Paths;
 
 /// Prints agent names without parsing their files.
-pub(super) fn available(paths: &Paths) -> anyhow::Result<ExitCode> {
+pub(super) fn available(paths: &Paths) -> ExitCode {
     let loader = Loader::new(paths.clone());
     if let Some(w) = loader.trust_warning() {
         eprintln!("warning: {w}");
@@ -22,7 +22,7 @@ pub(super) fn available(paths: &Paths) -> anyhow::Result<ExitCode> {
     for a in agents {
         println!("{}\t{}", a.name, a.file.display());
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// Prints running bottles.

@@ -98,14 +98,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List {
             what: ListWhat::Available,
             ..
-        } => list::available(&paths),
+        } => Ok(list::available(&paths)),
         Command::List {
             what: ListWhat::Active,
             backend,
         } => list::active(&paths, backend.as_deref()),
         Command::Cleanup(args) => cleanup::run(&paths, &args),
         Command::Commit(args) => commit::run(&paths, &args),
-        Command::Doctor { backend } => doctor::run(&paths, backend.as_deref()),
+        Command::Doctor { backend } => Ok(doctor::run(&paths, backend.as_deref())),
         Command::Info { name } => info::run(&paths, &name),
         Command::Init(args) => init::run(&paths, &args),
         Command::Edit { name } => edit::run(&paths, &name),

@@ -57,7 +57,7 @@ pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
         paths,
         &*backend,
         &plan,
-        RunRequest {
+        &RunRequest {
             command: (!args.command.is_empty()).then(|| args.command.clone()),
             image: meta.image.clone(),
             resume: true,

@@ -12,6 +12,8 @@ use crate::paths::Paths;
 use crate::plan::{LaunchPlan, PlanOptions};
 
 /// `start` flags.
+// Each bool is an independent command-line switch.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The agent (a picker asks when omitted on a terminal).
@@ -52,12 +54,14 @@ pub(super) fn plan_for(
     opts: &PlanOptions,
 ) -> anyhow::Result<LaunchPlan> {
     let loaded = Loader::new(paths.clone()).load(name)?;
-    let provider = crate::provider::find(paths, &loaded.bottle.provider.template).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: agent_provider.template: {e}",
-            loaded.bottle.chain[0].display()
-        )
-    })?;
+    // The error stays a ProviderError (exit 64); the context names the file.
+    let provider =
+        crate::provider::find(paths, &loaded.bottle.provider.template).with_context(|| {
+            format!(
+                "{}: agent_provider.template",
+                loaded.bottle.chain[0].display()
+            )
+        })?;
     Ok(LaunchPlan::new(paths, &loaded, &provider, opts)?)
 }
 
@@ -81,10 +85,10 @@ fn pick_agent(paths: &Paths) -> anyhow::Result<String> {
         eprintln!("  {}. {n}", i + 1);
     }
     let answer = crate::tty::ask("agent (number or name prefix)", names[0])?;
-    if let Ok(i) = answer.parse::<usize>() {
-        if let Some(n) = names.get(i.wrapping_sub(1)) {
-            return Ok((*n).to_owned());
-        }
+    if let Ok(i) = answer.parse::<usize>()
+        && let Some(n) = names.get(i.wrapping_sub(1))
+    {
+        return Ok((*n).to_owned());
     }
     let matches: Vec<&&str> = names.iter().filter(|n| n.starts_with(&answer)).collect();
     match matches.as_slice() {
@@ -146,7 +150,7 @@ pub(super) fn run(paths: &Paths, args: Args) -> anyhow::Result<ExitCode> {
         paths,
         &*backend,
         &plan,
-        RunRequest {
+        &RunRequest {
             command: (!args.command.is_empty()).then_some(args.command),
             image: None,
             resume: false,
@@ -161,7 +165,7 @@ pub(super) fn launch(
     _paths: &Paths,
     backend: &dyn crate::backend::Backend,
     plan: &LaunchPlan,
-    req: RunRequest,
+    req: &RunRequest,
 ) -> anyhow::Result<ExitCode> {
     let mut tty = TtyPrompter;
     let mut none = NoTty;
@@ -174,7 +178,7 @@ pub(super) fn launch(
     let secrets = plan
         .resolve_secrets(&host, prompter)
         .context("resolving the bottle's env and credentials")?;
-    let status = backend.launch(plan, &secrets, &req)?;
+    let status = backend.launch(plan, &secrets, req)?;
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(1)))
 }
 

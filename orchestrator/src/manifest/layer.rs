@@ -192,6 +192,11 @@ fn merge_opt<T: Clone>(
 /// field by field (an explicit empty map clears), routes concatenate,
 /// `log`, `agent_provider` and `supervise` are replaced when the child sets
 /// them. The result's `extends` is the parent's (the chain goes on above).
+///
+/// Fold a chain from its root down (`merge(merge(root, mid), leaf)`), as
+/// [`crate::manifest::resolve_chain`] does. `merge` is not associative
+/// when a middle layer clears `repos: {}`: merging the two lower layers
+/// first loses the fact that the clear happened above the root's repos.
 #[must_use]
 pub fn merge(parent: &BottleLayer, child: &BottleLayer) -> BottleLayer {
     BottleLayer {

@@ -435,6 +435,13 @@ impl Loader {
             };
             let (layer, _body): (BottleLayer, String) = parse_file(&file, &read(&file)?)?;
             if let Some(parent) = &layer.extends {
+                if !valid_name(parent) {
+                    return Err(ManifestError::Invalid {
+                        path: file,
+                        key: "extends".into(),
+                        message: format!("`{parent}` is not a bottle name ([a-z][a-z0-9-]*)"),
+                    });
+                }
                 if names.contains(parent) {
                     names.push(parent.clone());
                     return Err(ManifestError::Cycle { chain: names });
@@ -455,6 +462,9 @@ impl Loader {
 }
 
 /// Merges a chain (`name`'s file first) and validates the result.
+// Per-file checks, the merge and the whole-bottle checks in one pass, so
+// every error can still name the file it comes from.
+#[allow(clippy::too_many_lines)]
 pub fn resolve_chain(
     name: &str,
     chain: &[(PathBuf, BottleLayer)],
@@ -533,17 +543,17 @@ pub fn resolve_chain(
     // A route's token must name an env entry of the merged bottle.
     let env = merged.env.clone().unwrap_or_default();
     for r in &routes {
-        if let Some(auth) = &r.route.auth {
-            if !env.contains_key(&auth.token_ref) {
-                return Err(ManifestError::Invalid {
-                    path: r.file.clone(),
-                    key: format!("egress.routes[{}].auth.token_ref", r.route.index),
-                    message: format!(
-                        "`{}` (route for `{}`) names no `env:` entry of this bottle or any bottle it extends",
-                        auth.token_ref, r.route.host
-                    ),
-                });
-            }
+        if let Some(auth) = &r.route.auth
+            && !env.contains_key(&auth.token_ref)
+        {
+            return Err(ManifestError::Invalid {
+                path: r.file.clone(),
+                key: format!("egress.routes[{}].auth.token_ref", r.route.index),
+                message: format!(
+                    "`{}` (route for `{}`) names no `env:` entry of this bottle or any bottle it extends",
+                    auth.token_ref, r.route.host
+                ),
+            });
         }
     }
     Ok(Bottle {
@@ -573,15 +583,17 @@ fn invalid(path: &Path, key: impl Into<String>, message: impl Into<String>) -> M
 }
 
 /// Checks one bottle file on its own.
+// A flat list of independent key checks.
+#[allow(clippy::too_many_lines)]
 fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
-    if let Some(parent) = &layer.extends {
-        if !valid_name(parent) {
-            return Err(invalid(
-                file,
-                "extends",
-                format!("`{parent}` is not a bottle name ([a-z][a-z0-9-]*)"),
-            ));
-        }
+    if let Some(parent) = &layer.extends
+        && !valid_name(parent)
+    {
+        return Err(invalid(
+            file,
+            "extends",
+            format!("`{parent}` is not a bottle name ([a-z][a-z0-9-]*)"),
+        ));
     }
     for (key, value) in layer.env.iter().flatten() {
         if !crate::env::valid_env_name(key) {
@@ -626,14 +638,14 @@ fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
             ));
         }
     }
-    if let Some(log) = layer.egress.as_ref().and_then(|e| e.log) {
-        if log > 2 {
-            return Err(invalid(
-                file,
-                "egress.log",
-                format!("{log} is not a log level (0 off, 1 blocked only, 2 everything)"),
-            ));
-        }
+    if let Some(log) = layer.egress.as_ref().and_then(|e| e.log)
+        && log > 2
+    {
+        return Err(invalid(
+            file,
+            "egress.log",
+            format!("{log} is not a log level (0 off, 1 blocked only, 2 everything)"),
+        ));
     }
     for (name, repo) in layer.git_gate.iter().flat_map(|g| g.repos.iter().flatten()) {
         if !valid_name(name) {
@@ -676,14 +688,14 @@ fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
                 }
             }
         }
-        if let Some(url) = &repo.url {
-            if url.is_empty() || url.chars().any(char::is_whitespace) {
-                return Err(invalid(
-                    file,
-                    format!("git-gate.repos.{name}.url"),
-                    format!("`{url}` is not a git URL"),
-                ));
-            }
+        if let Some(url) = &repo.url
+            && (url.is_empty() || url.chars().any(char::is_whitespace))
+        {
+            return Err(invalid(
+                file,
+                format!("git-gate.repos.{name}.url"),
+                format!("`{url}` is not a git URL"),
+            ));
         }
     }
     Ok(())

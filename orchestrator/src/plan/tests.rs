@@ -373,7 +373,6 @@ fn the_plan_holds_the_agent_environment_git_and_files() {
 }
 
 #[test]
-#[ignore = "bug: gate URLs are http:// on 9418, the git daemon's port; SPEC §1 puts git-gate smart HTTP on 9420 (GIT_GATE_PORT is documented as the smart-HTTP port but is 9418)"]
 fn gate_urls_use_the_smart_http_port() {
     let plan = dev_fixture().plan("dev");
     assert_eq!(

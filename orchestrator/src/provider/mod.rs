@@ -237,21 +237,22 @@ pub fn parse_def(path: &Path, text: &str) -> Result<ProviderDef, ProviderError> 
                 f.path
             )));
         }
-        if let Some(mode) = &f.mode {
-            if u32::from_str_radix(mode, 8).map_or(true, |m| m > 0o777) {
-                return Err(bad(format!(
-                    "`files[{i}].mode`: `{mode}` is not an octal file mode like \"0600\""
-                )));
-            }
+        if let Some(mode) = &f.mode
+            && u32::from_str_radix(mode, 8).map_or(true, |m| m > 0o777)
+        {
+            return Err(bad(format!(
+                "`files[{i}].mode`: `{mode}` is not an octal file mode like \"0600\""
+            )));
         }
     }
     for (i, r) in def.routes.iter().enumerate() {
-        if let Some(s) = &r.scheme {
-            if s != "Bearer" && s != "token" {
-                return Err(bad(format!(
-                    "`routes[{i}].scheme`: `{s}` is not `Bearer` or `token`"
-                )));
-            }
+        if let Some(s) = &r.scheme
+            && s != "Bearer"
+            && s != "token"
+        {
+            return Err(bad(format!(
+                "`routes[{i}].scheme`: `{s}` is not `Bearer` or `token`"
+            )));
         }
     }
     for name in def

@@ -122,7 +122,14 @@ pub(super) fn generate(
         content,
     });
     let mut map = serde_norway::Mapping::new();
+    // A single-label host (the default `ollama`) is a container on the
+    // operator's network: it resolves to a private address, which the proxy
+    // refuses unless the route allows it.
+    let single_label = !host.contains('.');
     map.insert("host".into(), host.into());
+    if single_label {
+        map.insert("allow_private".into(), Value::Bool(true));
+    }
     if let Some(port) = url.port() {
         map.insert(
             "ports".into(),

@@ -605,7 +605,6 @@ fn pi_settings_are_validated() {
 }
 
 #[test]
-#[ignore = "bug: pi's default route is for host `ollama` (a container name, so a private address) but not allow_private, and the proxy refuses private answers: the default endpoint can never be reached"]
 fn pi_default_route_may_reach_a_private_ollama() {
     let r = builtin("pi")
         .render(&input(&spec("pi"), false))
