@@ -387,19 +387,7 @@ fn commit_then_resume_boots_the_snapshot() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    // Wait for the bottle to be running.
-    let deadline = Instant::now() + Duration::from_mins(3);
-    let slug = loop {
-        let (_, out, _, _) = run(&f, &["list", "active"]);
-        if let Some(line) = out
-            .lines()
-            .find(|l| l.starts_with("snap-") && l.ends_with("running"))
-        {
-            break line.split('\t').next().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "bottle never ran: {out}");
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let slug = wait_running(&f, "snap");
     // The marker is written as the agent starts; wait until it exists.
     let agent = format!("bb-{slug}-agent");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -446,4 +434,100 @@ fn commit_then_resume_boots_the_snapshot() {
         .collect();
     assert_eq!(left, Vec::<String>::new());
     let _ = docker(&["rmi", &format!("bot-bottle-commit/{slug}:latest")]);
+}
+
+/// Waits until `list active` shows a running bottle whose slug starts with
+/// `prefix`; returns its slug.
+fn wait_running(f: &Fixture, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, out, _, _) = run(f, &["list", "active"]);
+        if let Some(line) = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{prefix}-")) && l.ends_with("running"))
+        {
+            return line.split('\t').next().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "bottle never ran: {out}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_launch_that_fails_half_way_leaves_nothing() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("half");
+    // Everything is created, then the agent's command does not exist.
+    let (code, out, err, _) = run(
+        &f,
+        &[
+            "start",
+            "e2e",
+            "--yes",
+            "--label",
+            "half",
+            "--",
+            "/bin/no-such-program",
+        ],
+    );
+    assert_ne!(code, 0, "{out}{err}");
+    assert_eq!(bottle_leftovers(&f, "half"), Vec::<String>::new());
+}
+
+#[test]
+fn doctor_checks_isolation_and_cleanup_removes_what_a_killed_launch_left() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("clean");
+    let mut launch = bot_bottle(
+        &f,
+        &[
+            "start",
+            "e2e",
+            "--yes",
+            "--label",
+            "killed",
+            "--",
+            "/bin/busybox",
+            "sleep",
+            "600",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let slug = wait_running(&f, "killed");
+
+    // doctor inspects the running bottle's isolation.
+    let (_, out, err, _) = run(&f, &["doctor"]);
+    let line = out
+        .lines()
+        .find(|l| l.contains(&format!("isolation of {slug}")))
+        .unwrap_or_else(|| panic!("{out}{err}"));
+    assert!(line.starts_with("ok"), "{line}");
+
+    // bot-bottle dies without tearing down; the agent then stops.
+    launch.kill().unwrap();
+    let _ = launch.wait();
+    docker_ok(&["stop", "-t", "1", &format!("bb-{slug}-agent")]);
+    assert!(!bottle_leftovers(&f, "killed").is_empty());
+
+    // Without a terminal, cleanup previews and asks for --yes.
+    let (code, out, err, _) = run(&f, &["cleanup"]);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains(&format!("bb-{slug}-agent")) && err.contains("--yes"),
+        "{out}{err}"
+    );
+    assert!(
+        !bottle_leftovers(&f, "killed").is_empty(),
+        "nothing is removed without --yes"
+    );
+    let (code, out, err, _) = run(&f, &["cleanup", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(bottle_leftovers(&f, "killed"), Vec::<String>::new());
 }
