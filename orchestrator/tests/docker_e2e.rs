@@ -439,7 +439,7 @@ fn commit_then_resume_boots_the_snapshot() {
 /// Waits until `list active` shows a running bottle whose slug starts with
 /// `prefix`; returns its slug.
 fn wait_running(f: &Fixture, prefix: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_mins(3);
     loop {
         let (_, out, _, _) = run(f, &["list", "active"]);
         if let Some(line) = out
