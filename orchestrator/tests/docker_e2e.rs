@@ -459,8 +459,23 @@ fn a_launch_that_fails_half_way_leaves_nothing() {
         return;
     }
     let f = fixture("half");
+    // A docker wrapper records every command line bot-bottle runs.
+    let argv_log = f.home.join("docker-argv.log");
+    let wrapper = f.home.join("docker-wrapper.sh");
+    write(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec docker \"$@\"\n",
+            argv_log.display()
+        ),
+    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     // Everything is created, then the agent's command does not exist.
-    let (code, out, err, _) = run(
+    let out = bot_bottle(
         &f,
         &[
             "start",
@@ -471,9 +486,19 @@ fn a_launch_that_fails_half_way_leaves_nothing() {
             "--",
             "/bin/no-such-program",
         ],
-    );
-    assert_ne!(code, 0, "{out}{err}");
+    )
+    .env("BOT_BOTTLE_DOCKER", &wrapper)
+    .output()
+    .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(bottle_leftovers(&f, "half"), Vec::<String>::new());
+    // The token went to docker by name only, never as a value on argv.
+    let argv = std::fs::read_to_string(&argv_log).unwrap();
+    assert!(argv.contains("-e EGRESS_TOKEN_UPSTREAM_TOKEN"), "{argv}");
+    assert!(
+        !argv.contains(UPSTREAM_TOKEN),
+        "a token value was on a docker command line"
+    );
 }
 
 #[test]
