@@ -556,3 +556,89 @@ fn doctor_checks_isolation_and_cleanup_removes_what_a_killed_launch_left() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(bottle_leftovers(&f, "killed"), Vec::<String>::new());
 }
+
+/// Launch time, cold (bundle and agent images removed first) and warm.
+/// Not part of the suite (it removes cached images); run with
+/// `cargo test -p bot-bottle --test docker_e2e launch_timing -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement: removes cached images"]
+fn launch_timing() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("timing");
+    let images = docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    for image in images
+        .lines()
+        .filter(|i| i.starts_with("bot-bottle-bundle:") || i.starts_with("bot-bottle-agent-e2e:"))
+    {
+        docker_ok(&["rmi", "-f", image]);
+    }
+    let args = [
+        "start",
+        "e2e",
+        "--yes",
+        "--label",
+        "timing",
+        "--",
+        "/bin/busybox",
+        "true",
+    ];
+    let (code, _, err, cold) = run(&f, &args);
+    assert_eq!(code, 0, "{err}");
+    let mut warm = Vec::new();
+    for _ in 0..5 {
+        let (code, _, err, took) = run(&f, &args);
+        assert_eq!(code, 0, "{err}");
+        warm.push(took.as_secs_f64());
+    }
+    warm.sort_by(f64::total_cmp);
+    eprintln!(
+        "LAUNCH-TIMING cold={:.2}s warm(min/median/max of 5)={:.2}/{:.2}/{:.2}s",
+        cold.as_secs_f64(),
+        warm[0],
+        warm[2],
+        warm[4]
+    );
+}
+
+#[test]
+fn sigterm_to_bot_bottle_stops_the_agent_and_tears_down() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("term");
+    let mut launch = bot_bottle(
+        &f,
+        &[
+            "start",
+            "e2e",
+            "--yes",
+            "--label",
+            "term",
+            "--",
+            "/bin/busybox",
+            "sleep",
+            "600",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_running(&f, "term");
+    let status = Command::new("kill")
+        .args(["-TERM", &launch.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while launch.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "bot-bottle did not end after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(bottle_leftovers(&f, "term"), Vec::<String>::new());
+}

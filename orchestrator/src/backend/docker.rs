@@ -871,15 +871,23 @@ impl Backend for Docker {
         if interrupted.load(Ordering::SeqCst) {
             bail!("interrupted before the agent started; the bottle was torn down");
         }
+        // The agent's stdin is ours (the terminal, a pipe or /dev/null).
         let mut c = Command::new(&self.docker);
-        c.args(["start", "-a"]);
-        c.arg("-i");
-        c.arg(&names.agent);
-        if !tty {
-            // No terminal: the agent's stdin is ours (a pipe or /dev/null).
-            c.stdin(Stdio::inherit());
-        }
-        let status = c.status().context("attaching to the agent")?;
+        c.args(["start", "-a", "-i"]).arg(&names.agent);
+        let mut child = c.spawn().context("attaching to the agent")?;
+        let mut stopping = false;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            // A signal to bot-bottle alone (not its process group, which
+            // docker already forwards) still ends the agent, then teardown.
+            if interrupted.load(Ordering::SeqCst) && !stopping {
+                stopping = true;
+                let _ = self.quiet(&["stop", "-t", "5", &names.agent]);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let code = self
             .output(&["inspect", "-f", "{{.State.ExitCode}}", &names.agent])
             .ok()
