@@ -644,6 +644,22 @@ impl LaunchPlan {
         {
             return Err(bad(format!("--cwd: {} is not a folder", w.display())));
         }
+        // The workspace copy must never carry the operator's bot-bottle
+        // state (other bottles' CA keys) or home into the agent.
+        if let Some(w) = &opts.workspace {
+            let w = w.canonicalize().unwrap_or_else(|_| w.clone());
+            let home = paths
+                .home()
+                .canonicalize()
+                .unwrap_or_else(|_| paths.home().to_path_buf());
+            if home.starts_with(&w) {
+                return Err(bad(format!(
+                    "--cwd: refusing to copy {} into the agent: it holds your home and {} (bottle CA keys, manifests); run from a project folder",
+                    w.display(),
+                    paths.config_dir().display()
+                )));
+            }
+        }
         let dockerfile = match &bottle.provider.dockerfile {
             Some(d) => {
                 let base = bottle.chain[0].parent().unwrap_or(Path::new("."));

@@ -439,3 +439,22 @@ fn remote_control_is_refused_plainly() {
     assert_ne!(out.code, Some(0), "{out:?}");
     contains_all(&out.stderr, &["--remote-control is not supported yet"]);
 }
+
+#[test]
+fn cwd_copy_refuses_a_folder_holding_the_home() {
+    let mut env = Env::examples();
+    // Run from HOME itself: a workspace copy would carry ~/.bot-bottle.
+    env.cwd = env.home.clone();
+    let out = env.run(&["start", "dev", "--dry-run", "--cwd"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.stderr, &["--cwd: refusing to copy", ".bot-bottle"]);
+    // From a project folder it is planned.
+    let mut env = Env::examples();
+    env.cwd = env.home.parent().expect("tmp").join("cwd");
+    let out = env.run(&["start", "dev", "--dry-run", "--cwd"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    contains_all(
+        &out.stdout,
+        &["workspace:", "copied to /home/node/workspace"],
+    );
+}

@@ -184,8 +184,10 @@ fn fixture(tag: &str) -> Fixture {
     );
     write(
         &home.join(".bot-bottle/agents/e2e.md"),
-        "---\nbottle: e2e\n---\nYou are an end-to-end test.\n",
+        "---\nbottle: e2e\nskills: [demo]\ngit-gate:\n  user:\n    name: E2E Bot\n---\nYou are an end-to-end test.\n",
     );
+    write(&home.join(".claude/skills/demo/SKILL.md"), "demo skill\n");
+    write(&tmp.path().join("project/README.txt"), "project file\n");
     Fixture {
         home,
         bins,
@@ -199,7 +201,7 @@ fn fixture(tag: &str) -> Fixture {
 fn bot_bottle(f: &Fixture, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
     c.args(args)
-        .current_dir(&f.home)
+        .current_dir(f._tmp.path().join("project"))
         .env("HOME", &f.home)
         .env("E2E_UPSTREAM_TOKEN", UPSTREAM_TOKEN)
         .env("BOT_BOTTLE_BUNDLE_BIN_DIR", &f.bins)
@@ -290,7 +292,7 @@ fn a_bottle_has_one_audited_way_out_and_leaves_nothing() {
          echo '== secret-body'; /bin/bb-probe https https://upstream.test/upload --data 'token={BODY_SECRET}'; echo; echo rc=$?\n\
          echo '== scan'; /bin/bb-probe scan-fs {hex} /; echo rc=$?\n\
          echo '== env'; /bin/busybox env\n\
-         echo '== files'; /bin/busybox cat /root/hello.txt\n\
+         echo '== files'; /bin/busybox cat /root/hello.txt /work/README.txt /root/.claude/skills/demo/SKILL.md /root/.gitconfig\n\
          echo '== end'\n\
          exit 7\n"
     );
@@ -300,6 +302,7 @@ fn a_bottle_has_one_audited_way_out_and_leaves_nothing() {
             "start",
             "e2e",
             "--yes",
+            "--cwd",
             "--",
             "/bin/busybox",
             "sh",
@@ -333,7 +336,15 @@ fn a_bottle_has_one_audited_way_out_and_leaves_nothing() {
     assert!(env.contains("UPSTREAM_TOKEN=egress-placeholder"), "{env}");
     assert!(env.contains("GREETING=hi"), "{env}");
     assert!(env.contains("HTTPS_PROXY=http://egress:9099"), "{env}");
-    assert!(section(&out, "files").contains("hello e2e"), "{out}");
+    let files = section(&out, "files");
+    for expected in [
+        "hello e2e",
+        "project file",
+        "demo skill",
+        "name = \"E2E Bot\"",
+    ] {
+        assert!(files.contains(expected), "{expected} missing:\n{out}");
+    }
     assert!(
         !out.contains(UPSTREAM_TOKEN) && !err.contains(UPSTREAM_TOKEN),
         "token printed"
