@@ -97,7 +97,7 @@ fn static_bins() -> PathBuf {
 }
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     home: PathBuf,
     bins: PathBuf,
     upstream_ca: PathBuf,
@@ -194,14 +194,14 @@ fn fixture(tag: &str) -> Fixture {
         upstream_ca: pki.ca_cert,
         network,
         upstream,
-        _tmp: tmp,
+        tmp,
     }
 }
 
 fn bot_bottle(f: &Fixture, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
     c.args(args)
-        .current_dir(f._tmp.path().join("project"))
+        .current_dir(f.tmp.path().join("project"))
         .env("HOME", &f.home)
         .env("E2E_UPSTREAM_TOKEN", UPSTREAM_TOKEN)
         .env("BOT_BOTTLE_BUNDLE_BIN_DIR", &f.bins)
