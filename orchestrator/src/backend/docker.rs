@@ -207,50 +207,39 @@ impl Docker {
         }
         // The proxy verifies real upstreams against the host's roots.
         let roots = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
-        let dockerfile = format!(
-            "FROM scratch\nCOPY {} /bb/\n{}ENTRYPOINT [\"/bb/bb-init\"]\n",
-            files
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-            if roots.is_empty() {
-                ""
-            } else {
-                "COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n"
-            }
+        // The image is one layer we write ourselves and `docker import`:
+        // fixed modes, owners and mtimes make the layer (its diff ID) a
+        // function of the binaries alone, where `docker build` would stamp
+        // the build time on the folders it creates.
+        let layer = bundle_layer(&files, &roots)?;
+        let changes = ["ENTRYPOINT [\"/bb/bb-init\"]", "LABEL bot-bottle.bundle=1"];
+        let tag = format!(
+            "bot-bottle-bundle:{}",
+            content_hash(&[("layer", &layer), ("changes", changes.concat().as_bytes())])
         );
-        let mut parts: Vec<(&str, &[u8])> = vec![
-            ("Dockerfile", dockerfile.as_bytes()),
-            ("ca-certificates.crt", &roots),
-        ];
-        parts.extend(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
-        let tag = format!("bot-bottle-bundle:{}", content_hash(&parts));
         if !self.image_exists(&tag) {
-            let ctx = tempdir()?;
-            for (name, bytes) in &parts {
-                if name == &"ca-certificates.crt" && bytes.is_empty() {
-                    continue;
-                }
-                let p = ctx.join(name);
-                std::fs::write(&p, bytes)?;
-                set_perms(
-                    &p,
-                    if name.starts_with("bb-") {
-                        0o755
-                    } else {
-                        0o644
-                    },
-                )?;
+            let mut c = self.cmd();
+            c.arg("import");
+            for change in changes {
+                c.arg("--change").arg(change);
             }
-            let r = self.build(
-                &tag,
-                &ctx.join("Dockerfile"),
-                &ctx,
-                &[("bot-bottle.bundle", "1")],
-            );
-            let _ = std::fs::remove_dir_all(&ctx);
-            r?;
+            c.args(["-", &tag])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            let mut child = c.spawn().context("running docker import")?;
+            child
+                .stdin
+                .take()
+                .context("docker import stdin")?
+                .write_all(&layer)?;
+            let out = child.wait_with_output()?;
+            if !out.status.success() {
+                bail!(
+                    "importing the bundle image failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
         }
         Ok((tag, available))
     }
@@ -565,6 +554,40 @@ impl<W: Write> Archive<W> {
     }
 }
 
+/// The bundle's single layer: `/bb/` with the binaries and mount points,
+/// and the host's root CAs. Owners, modes and mtimes are fixed.
+fn bundle_layer(files: &[(String, Vec<u8>)], roots: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut entry = |path: &str, mode: u32, data: &[u8], dir: bool| -> std::io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(if dir {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        layer.append_data(&mut h, path, data)
+    };
+    entry("bb/", 0o755, &[], true)?;
+    for sub in ["bb/config/", "bb/ca/", "bb/queue/"] {
+        entry(sub, 0o755, &[], true)?;
+    }
+    for (name, bytes) in files {
+        entry(&format!("bb/{name}"), 0o755, bytes, false)?;
+    }
+    if !roots.is_empty() {
+        for dir in ["etc/", "etc/ssl/", "etc/ssl/certs/"] {
+            entry(dir, 0o755, &[], true)?;
+        }
+        entry("etc/ssl/certs/ca-certificates.crt", 0o644, roots, false)?;
+    }
+    layer.into_inner()
+}
+
 /// Whether an ELF executable needs no dynamic loader (no `PT_INTERP`).
 #[must_use]
 pub fn is_static_elf(bytes: &[u8]) -> bool {
@@ -644,16 +667,6 @@ fn tempdir() -> anyhow::Result<PathBuf> {
     ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-fn set_perms(p: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
-    // Fixed mtimes keep the build context identical run to run.
-    std::fs::File::options()
-        .write(true)
-        .open(p)?
-        .set_modified(std::time::UNIX_EPOCH)
 }
 
 /// Signals that must not kill bot-bottle mid-launch: they end the agent
@@ -1171,4 +1184,67 @@ fn run_quiet(mut c: Command, what: &str) -> anyhow::Result<()> {
 #[must_use]
 pub fn labels(slug: &str) -> BTreeMap<&'static str, String> {
     BTreeMap::from([(SLUG_LABEL, slug.to_owned())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bundle_layer, content_hash, is_static_elf};
+
+    #[test]
+    fn the_bundle_layer_is_a_function_of_its_inputs() {
+        let files = vec![
+            ("bb-init".to_owned(), b"init".to_vec()),
+            ("bb-egress".to_owned(), b"egress".to_vec()),
+        ];
+        let a = bundle_layer(&files, b"roots").expect("layer");
+        let b = bundle_layer(&files, b"roots").expect("layer");
+        assert_eq!(a, b);
+        assert_ne!(a, bundle_layer(&files, b"other roots").expect("layer"));
+        let mut archive = tar::Archive::new(a.as_slice());
+        let entries: Vec<(String, u32, u64)> = archive
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                let h = e.header();
+                (
+                    e.path().expect("path").display().to_string(),
+                    h.mode().expect("mode"),
+                    h.mtime().expect("mtime"),
+                )
+            })
+            .collect();
+        assert!(
+            entries.iter().all(|(_, _, mtime)| *mtime == 0),
+            "{entries:?}"
+        );
+        assert!(
+            entries.contains(&("bb/bb-init".to_owned(), 0o755, 0)),
+            "{entries:?}"
+        );
+        assert!(
+            entries.contains(&("etc/ssl/certs/ca-certificates.crt".to_owned(), 0o644, 0)),
+            "{entries:?}"
+        );
+        assert_ne!(content_hash(&[("a", b"bc")]), content_hash(&[("ab", b"c")]));
+    }
+
+    #[test]
+    fn static_and_dynamic_executables_are_told_apart() {
+        // This test binary is dynamically linked (it has PT_INTERP).
+        let me = std::fs::read(std::env::current_exe().expect("exe")).expect("read");
+        assert!(!is_static_elf(&me));
+        assert!(!is_static_elf(b"#!/bin/sh\n"));
+        // A minimal ELF64 header with no program headers needs no loader.
+        let mut elf = vec![0u8; 64];
+        elf[..5].copy_from_slice(b"\x7fELF\x02");
+        assert!(is_static_elf(&elf));
+        // One PT_INTERP program header.
+        elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        elf.extend_from_slice(&[3, 0, 0, 0]);
+        elf.resize(64 + 56, 0);
+        assert!(!is_static_elf(&elf));
+    }
 }
