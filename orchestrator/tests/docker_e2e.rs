@@ -464,6 +464,29 @@ fn wait_running(f: &Fixture, prefix: &str) -> String {
     }
 }
 
+/// Starts a bottle whose agent sleeps, and waits until it runs.
+fn start_sleeping(f: &Fixture, label: &str) -> (std::process::Child, String) {
+    let launch = bot_bottle(
+        f,
+        &[
+            "start",
+            "e2e",
+            "--yes",
+            "--label",
+            label,
+            "--",
+            "/bin/busybox",
+            "sleep",
+            "600",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    (launch, wait_running(f, label))
+}
+
 #[test]
 fn a_launch_that_fails_half_way_leaves_nothing() {
     if !ready() {
@@ -518,25 +541,7 @@ fn doctor_checks_isolation_and_cleanup_removes_what_a_killed_launch_left() {
         return;
     }
     let f = fixture("clean");
-    let mut launch = bot_bottle(
-        &f,
-        &[
-            "start",
-            "e2e",
-            "--yes",
-            "--label",
-            "killed",
-            "--",
-            "/bin/busybox",
-            "sleep",
-            "600",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let slug = wait_running(&f, "killed");
+    let (mut launch, slug) = start_sleeping(&f, "killed");
 
     // doctor inspects the running bottle's isolation.
     let (_, out, err, _) = run(&f, &["doctor"]);
@@ -619,25 +624,7 @@ fn sigterm_to_bot_bottle_stops_the_agent_and_tears_down() {
         return;
     }
     let f = fixture("term");
-    let mut launch = bot_bottle(
-        &f,
-        &[
-            "start",
-            "e2e",
-            "--yes",
-            "--label",
-            "term",
-            "--",
-            "/bin/busybox",
-            "sleep",
-            "600",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    wait_running(&f, "term");
+    let (mut launch, _slug) = start_sleeping(&f, "term");
     let status = Command::new("kill")
         .args(["-TERM", &launch.id().to_string()])
         .status()
