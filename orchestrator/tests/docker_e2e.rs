@@ -444,7 +444,14 @@ fn commit_then_resume_boots_the_snapshot() {
         .filter(|l| !l.contains("/.bot-bottle/state/"))
         .collect();
     assert_eq!(left, Vec::<String>::new());
-    let _ = docker(&["rmi", &format!("bot-bottle-commit/{slug}:latest")]);
+    // With the snapshot gone, resume says so and boots a rebuilt image.
+    docker_ok(&["rmi", &format!("bot-bottle-commit/{slug}:latest")]);
+    let (code, out, err, _) = run(
+        &f,
+        &["resume", &slug, "--yes", "--", "/bin/busybox", "true"],
+    );
+    assert_eq!(code, 0, "resume without the image: {out}{err}");
+    assert!(err.contains("is gone; rebuilding"), "{err}");
 }
 
 /// Waits until `list active` shows a running bottle whose slug starts with
