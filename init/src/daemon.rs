@@ -93,6 +93,9 @@ const SPECS: [Spec; 3] = [
             Arg::Path("bb/config/gitgate.yaml"),
             Arg::Lit("--listen"),
             Arg::Lit("0.0.0.0:9418"),
+            // Smart HTTP, where the agent's gitconfig points (SPEC §1).
+            Arg::Lit("--http-listen"),
+            Arg::Lit("0.0.0.0:9420"),
         ],
         egress_tokens: false,
     },
@@ -247,6 +250,8 @@ mod tests {
             "/r/bb/config/gitgate.yaml",
             "--listen",
             "0.0.0.0:9418",
+            "--http-listen",
+            "0.0.0.0:9420",
         ]
         .into_iter()
         .map(OsString::from)

@@ -96,12 +96,19 @@ impl EnvSource {
             lit.push_str(&rest[..at]);
             let after = &rest[at + 2..];
             let Some(end) = after.find('}') else {
-                return Err(format!("unclosed `${{` in `{}`", describe_shape(value)));
+                return Err("unclosed `${`: write `${NAME}`".into());
             };
             let var = &after[..end];
             if !valid_env_name(var) {
+                // What is between the braces is shown only when it looks like
+                // a mistyped name, never a pasted value.
+                let shown = if var.len() <= 32 && var.bytes().all(|b| b.is_ascii_graphic()) {
+                    var
+                } else {
+                    "…"
+                };
                 return Err(format!(
-                    "`${{{var}}}` does not name a host variable ([A-Za-z_][A-Za-z0-9_]*)"
+                    "`${{{shown}}}` does not name a host variable ([A-Za-z_][A-Za-z0-9_]*)"
                 ));
             }
             if !lit.is_empty() {
@@ -176,14 +183,6 @@ impl EnvSource {
             }
             Self::Prompt(q) => prompter.ask(key, q),
         }
-    }
-}
-
-fn describe_shape(value: &str) -> String {
-    // Errors may be printed; show the value only up to the first `${`.
-    match value.find("${") {
-        Some(at) if at > 0 => format!("{}…", &value[..at.min(16)]),
-        _ => "…".into(),
     }
 }
 

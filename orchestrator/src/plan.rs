@@ -368,6 +368,21 @@ impl LaunchPlan {
         let state = StateLayout {
             root: paths.state_root().join(&slug),
         };
+        let spec = &bottle.provider;
+        if spec.forward_host_credentials == Some(true) && provider.def.host_credentials.is_none() {
+            return Err(bad(format!(
+                "{}: agent_provider.forward_host_credentials: provider `{}` declares no host_credentials to forward",
+                bottle.chain[0].display(),
+                provider.name
+            )));
+        }
+        if spec.settings.is_some() && provider.def.generator.is_none() {
+            return Err(bad(format!(
+                "{}: agent_provider.settings: provider `{}` takes no settings (it has no generator)",
+                bottle.chain[0].display(),
+                provider.name
+            )));
+        }
         let rendered = provider
             .render(&RenderInput {
                 spec: &bottle.provider,

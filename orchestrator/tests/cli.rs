@@ -458,3 +458,12 @@ fn cwd_copy_refuses_a_folder_holding_the_home() {
         &["workspace:", "copied to /home/node/workspace"],
     );
 }
+
+#[test]
+fn run_from_home_the_trusted_bottles_folder_gets_no_warning() {
+    let mut env = Env::examples();
+    env.cwd = env.home.clone();
+    let out = env.run(&["list", "available"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(!out.stderr.contains("ignoring"), "{out:?}");
+}

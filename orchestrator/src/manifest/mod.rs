@@ -262,6 +262,15 @@ impl Loader {
     #[must_use]
     pub fn trust_warning(&self) -> Option<String> {
         let dir = self.paths.cwd_bottles_dir();
+        // Run from the home folder, `./.bot-bottle/bottles` *is* the trusted one.
+        let same = |a: &Path, b: &Path| {
+            a.canonicalize()
+                .ok()
+                .is_some_and(|a| b.canonicalize().ok().is_some_and(|b| a == b))
+        };
+        if same(&dir, &self.paths.bottles_dir()) {
+            return None;
+        }
         dir.is_dir().then(|| {
             format!(
                 "ignoring {}: bottles are read only from {} (a cloned repository must not be able to change where credentials go)",
@@ -606,7 +615,9 @@ fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
         crate::env::EnvSource::parse(value).map_err(|m| invalid(file, format!("env.{key}"), m))?;
     }
     if let Some(p) = &layer.agent_provider {
-        if p.forward_host_credentials.is_some() && p.template != "codex" {
+        // Built-ins are judged here; a plugin's capabilities are known only
+        // once its provider.yaml is read (LaunchPlan::new checks those).
+        if p.forward_host_credentials.is_some() && matches!(p.template.as_str(), "claude" | "pi") {
             return Err(invalid(
                 file,
                 "agent_provider.forward_host_credentials",
@@ -616,7 +627,7 @@ fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
                 ),
             ));
         }
-        if p.settings.is_some() && p.template != "pi" {
+        if p.settings.is_some() && matches!(p.template.as_str(), "claude" | "codex") {
             return Err(invalid(
                 file,
                 "agent_provider.settings",

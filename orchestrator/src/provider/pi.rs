@@ -88,13 +88,7 @@ pub(super) fn generate(
     };
     let context_window = number(settings, "context_window", 4096)?;
     let max_tokens = number(settings, "max_tokens", 1024)?;
-    let url = url::Url::parse(&base_url).map_err(|e| {
-        format!("agent_provider.settings.base_url: `{base_url}` is not an absolute URL: {e}")
-    })?;
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("agent_provider.settings.base_url: `{base_url}` has no host"))?
-        .to_owned();
+    let (host, port) = model_host(&base_url)?;
     let api_key = if api_key_env.is_some() {
         crate::plan::PLACEHOLDER
     } else {
@@ -130,11 +124,20 @@ pub(super) fn generate(
     if single_label {
         map.insert("allow_private".into(), Value::Bool(true));
     }
-    if let Some(port) = url.port() {
+    if let Some(port) = port {
         map.insert(
             "ports".into(),
             Value::Sequence(vec![Value::Number(port.into())]),
         );
+    }
+    // The proxy's own parser judges the host (label lengths, characters).
+    let doc = crate::manifest::routes::route_doc(&[Value::Mapping(map.clone())], None);
+    let text = serde_norway::to_string(&doc).map_err(|e| e.to_string())?;
+    if let Err(errors) = bb_egress::policy::RoutesConfig::from_yaml(&text) {
+        return Err(format!(
+            "agent_provider.settings.base_url: `{base_url}` cannot be an egress route: {}",
+            errors.0[0].kind
+        ));
     }
     out.routes.push(PlannedRoute {
         route: Value::Mapping(map),
@@ -149,4 +152,26 @@ pub(super) fn generate(
             .join(","),
     );
     Ok(())
+}
+
+/// The host (and explicit port) of pi's `base_url`, which becomes a route.
+fn model_host(base_url: &str) -> Result<(String, Option<u16>), String> {
+    let url = url::Url::parse(base_url).map_err(|e| {
+        format!("agent_provider.settings.base_url: `{base_url}` is not an absolute URL: {e}")
+    })?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("agent_provider.settings.base_url: `{base_url}` has no host"))?
+        .to_owned();
+    // Refuse what no route could name.
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        || host.starts_with(['.', '-'])
+    {
+        return Err(format!(
+            "agent_provider.settings.base_url: `{base_url}` has no usable host name"
+        ));
+    }
+    Ok((host, url.port()))
 }

@@ -589,6 +589,11 @@ fn pi_settings_are_validated() {
             "agent_provider.settings.base_url: `not a url` is not an absolute URL",
         ),
         (
+            // Found by fuzzing: a URL whose host no route can name.
+            "base_url: 'https://a*b'",
+            "agent_provider.settings.base_url: `https://a*b` has no usable host name",
+        ),
+        (
             "provider: ''",
             "agent_provider.settings.provider: expected a non-empty string",
         ),
