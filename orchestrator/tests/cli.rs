@@ -467,3 +467,11 @@ fn run_from_home_the_trusted_bottles_folder_gets_no_warning() {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(!out.stderr.contains("ignoring"), "{out:?}");
 }
+
+#[test]
+fn dry_run_shows_the_command_given_after_dashes() {
+    let env = Env::examples();
+    let out = env.run(&["start", "dev", "--dry-run", "--", "make", "test"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    contains_all(&out.stdout, &["agent runs: make test"]);
+}

@@ -128,7 +128,11 @@ pub(super) fn run(paths: &Paths, args: Args) -> anyhow::Result<ExitCode> {
             )?);
         }
     }
-    let plan = plan_for(paths, &name, &opts)?;
+    let mut plan = plan_for(paths, &name, &opts)?;
+    // `-- CMD` replaces the provider CLI; the summary shows what will run.
+    if !args.command.is_empty() {
+        plan.command.clone_from(&args.command);
+    }
     if args.dry_run {
         print!("{plan}");
         println!("dry run: nothing was started");
