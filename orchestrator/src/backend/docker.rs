@@ -17,7 +17,6 @@
 //! crashed launch left, and a [`Teardown`] guard removes it on every exit
 //! path of [`Docker::launch`].
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -1178,12 +1177,6 @@ fn run_quiet(mut c: Command, what: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The labels bot-bottle puts on what it creates, for tests and `cleanup`.
-#[must_use]
-pub fn labels(slug: &str) -> BTreeMap<&'static str, String> {
-    BTreeMap::from([(SLUG_LABEL, slug.to_owned())])
 }
 
 #[cfg(test)]

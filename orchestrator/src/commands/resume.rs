@@ -54,7 +54,6 @@ pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     super::start::launch(
-        paths,
         &*backend,
         &plan,
         &RunRequest {

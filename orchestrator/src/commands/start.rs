@@ -1,6 +1,5 @@
 //! `start [NAME]`: validate, print the preflight summary, confirm, launch.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -151,7 +150,6 @@ pub(super) fn run(paths: &Paths, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     launch(
-        paths,
         &*backend,
         &plan,
         &RunRequest {
@@ -166,7 +164,6 @@ pub(super) fn run(paths: &Paths, args: Args) -> anyhow::Result<ExitCode> {
 
 /// Resolves secrets and hands the plan to the backend.
 pub(super) fn launch(
-    _paths: &Paths,
     backend: &dyn crate::backend::Backend,
     plan: &LaunchPlan,
     req: &RunRequest,
@@ -184,10 +181,4 @@ pub(super) fn launch(
         .context("resolving the bottle's env and credentials")?;
     let status = backend.launch(plan, &secrets, req)?;
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(1)))
-}
-
-/// The default state path for tests and messages.
-#[allow(dead_code)]
-pub(super) fn state_path(paths: &Paths, slug: &str) -> PathBuf {
-    paths.state_root().join(slug)
 }
