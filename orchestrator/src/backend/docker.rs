@@ -697,6 +697,20 @@ impl Backend for Docker {
         req: &RunRequest,
     ) -> anyhow::Result<i32> {
         let interrupted = hold_signals();
+        // Docker would create a missing mount source as a folder; say so
+        // before anything is created.
+        if let Some(ca) =
+            std::env::var_os(env_vars::BOT_BOTTLE_UPSTREAM_CA).filter(|s| !s.is_empty())
+        {
+            let ca = PathBuf::from(ca);
+            if !ca.is_file() {
+                bail!(
+                    "{}={} is not a file (a PEM of upstream CAs)",
+                    env_vars::BOT_BOTTLE_UPSTREAM_CA,
+                    ca.display()
+                );
+            }
+        }
         self.output(&["version", "--format", "{{.Server.Version}}"])
             .context("the Docker engine does not answer (run `bot-bottle doctor`)")?;
         let names = Names::new(&plan.slug);
