@@ -15,4 +15,6 @@ pub mod manifest;
 pub mod paths;
 pub mod plan;
 pub mod provider;
+#[cfg(test)]
+mod test_support;
 pub mod tty;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 
 use super::*;
+use crate::test_support::{manifest_path, write};
 
 // ---------------------------------------------------------------------------
 // Fixtures
@@ -41,12 +42,6 @@ fn dedent(s: &str) -> String {
     out
 }
 
-fn write(path: &Path, text: &str) -> PathBuf {
-    fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
-    fs::write(path, text).expect("write fixture");
-    path.to_owned()
-}
-
 impl Fx {
     fn new() -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
@@ -71,10 +66,7 @@ impl Fx {
     }
 
     fn bottle_path(&self, name: &str) -> PathBuf {
-        self.home
-            .join(".bot-bottle")
-            .join("bottles")
-            .join(format!("{name}.md"))
+        manifest_path(&self.home, "bottles", name)
     }
 
     /// `~/.bot-bottle/bottles/<name>.md` with `yaml` (dedented) as frontmatter.
@@ -98,44 +90,25 @@ impl Fx {
 
     fn agent(&self, name: &str, yaml: &str) -> PathBuf {
         write(
-            &self
-                .home
-                .join(".bot-bottle")
-                .join("agents")
-                .join(format!("{name}.md")),
+            &manifest_path(&self.home, "agents", name),
             &format!("---\n{}---\nPrompt of home agent {name}.\n", dedent(yaml)),
         )
     }
 
     fn agent_raw(&self, name: &str, text: &str) -> PathBuf {
-        write(
-            &self
-                .home
-                .join(".bot-bottle")
-                .join("agents")
-                .join(format!("{name}.md")),
-            text,
-        )
+        write(&manifest_path(&self.home, "agents", name), text)
     }
 
     fn cwd_agent(&self, name: &str, yaml: &str) -> PathBuf {
         write(
-            &self
-                .cwd
-                .join(".bot-bottle")
-                .join("agents")
-                .join(format!("{name}.md")),
+            &manifest_path(&self.cwd, "agents", name),
             &format!("---\n{}---\nPrompt of cwd agent {name}.\n", dedent(yaml)),
         )
     }
 
     fn cwd_bottle(&self, name: &str, yaml: &str) -> PathBuf {
         write(
-            &self
-                .cwd
-                .join(".bot-bottle")
-                .join("bottles")
-                .join(format!("{name}.md")),
+            &manifest_path(&self.cwd, "bottles", name),
             &format!("---\n{}---\n", dedent(yaml)),
         )
     }

@@ -11,6 +11,7 @@ use bb_egress::policy::{AuthScheme, LogLevel};
 use super::*;
 use crate::env::NoTty;
 use crate::manifest::Loader;
+use crate::test_support::write;
 
 // ---------------------------------------------------------------------------
 // Fixtures
@@ -20,12 +21,6 @@ struct Fx {
     _tmp: tempfile::TempDir,
     home: PathBuf,
     cwd: PathBuf,
-}
-
-fn write(path: &Path, text: &str) -> PathBuf {
-    fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
-    fs::write(path, text).expect("write fixture");
-    path.to_owned()
 }
 
 impl Fx {
