@@ -22,6 +22,7 @@
 
 mod injection;
 mod known;
+mod names;
 mod rules;
 mod stream;
 mod token;
@@ -30,9 +31,9 @@ use std::fmt;
 use std::sync::{Arc, LazyLock};
 
 pub use known::{Encoding, MAX_SECRET_LEN, MIN_SECRET_LEN};
+pub use names::{DetectorName, InboundDetector, OutboundDetector};
 pub use stream::StreamScanner;
 
-use crate::policy::{DetectorChoice, InboundDetector, OutboundDetector};
 use crate::redact::Redacted;
 
 /// A DLP detector.
@@ -92,29 +93,6 @@ impl DetectorSet {
     #[must_use]
     pub fn is_empty(self) -> bool {
         self.0 == 0
-    }
-
-    /// The outbound set a route's `dlp.outbound_detectors` selects.
-    #[must_use]
-    pub fn outbound(choice: &DetectorChoice<OutboundDetector>) -> Self {
-        let mut set = Self::NONE;
-        if choice.enables(OutboundDetector::TokenPatterns) {
-            set.0 |= Detector::TokenPatterns.bit();
-        }
-        if choice.enables(OutboundDetector::KnownSecrets) {
-            set.0 |= Detector::KnownSecrets.bit();
-        }
-        set
-    }
-
-    /// The inbound set a route's `dlp.inbound_detectors` selects.
-    #[must_use]
-    pub fn inbound(choice: &DetectorChoice<InboundDetector>) -> Self {
-        if choice.enables(InboundDetector::NaiveInjectionDetection) {
-            Self::INBOUND
-        } else {
-            Self::NONE
-        }
     }
 }
 

@@ -118,48 +118,7 @@ pub struct MatchEntry {
     pub headers: Vec<HeaderMatch>,
 }
 
-/// The outbound (request) detectors of SPEC §2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OutboundDetector {
-    /// Well-known credential formats.
-    TokenPatterns,
-    /// The exact values (and encodings) of secrets the proxy holds.
-    KnownSecrets,
-}
-
-/// The inbound (response) detectors of SPEC §2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InboundDetector {
-    /// Curated prompt-injection phrases after normalisation.
-    NaiveInjectionDetection,
-}
-
-/// A detector name as written in routes.yaml.
-pub trait DetectorName: Copy + Eq + std::hash::Hash + 'static {
-    /// Every detector of this direction, in canonical order.
-    const ALL: &'static [Self];
-    /// The routes.yaml name.
-    fn name(self) -> &'static str;
-}
-
-impl DetectorName for OutboundDetector {
-    const ALL: &'static [Self] = &[Self::TokenPatterns, Self::KnownSecrets];
-    fn name(self) -> &'static str {
-        match self {
-            Self::TokenPatterns => "token_patterns",
-            Self::KnownSecrets => "known_secrets",
-        }
-    }
-}
-
-impl DetectorName for InboundDetector {
-    const ALL: &'static [Self] = &[Self::NaiveInjectionDetection];
-    fn name(self) -> &'static str {
-        match self {
-            Self::NaiveInjectionDetection => "naive_injection_detection",
-        }
-    }
-}
+pub use crate::dlp::{DetectorName, InboundDetector, OutboundDetector};
 
 /// Per-route detector selection (`dlp.outbound_detectors` / `dlp.inbound_detectors`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -182,6 +141,12 @@ impl<D: DetectorName> DetectorChoice<D> {
             Self::Off => false,
             Self::Only(list) => list.contains(&detector),
         }
+    }
+
+    /// The engine's detector set for this choice.
+    #[must_use]
+    pub fn set(&self) -> crate::dlp::DetectorSet {
+        crate::dlp::DetectorSet::of_names(D::ALL.iter().copied().filter(|d| self.enables(*d)))
     }
 }
 

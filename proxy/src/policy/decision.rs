@@ -315,8 +315,8 @@ impl Policy {
         Decision::Forward(Forward {
             route_index: index,
             route,
-            outbound: DetectorSet::outbound(&route.outbound),
-            inbound: DetectorSet::inbound(&route.inbound),
+            outbound: route.outbound.set(),
+            inbound: route.inbound.set(),
         })
     }
 }
