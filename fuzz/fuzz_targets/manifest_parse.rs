@@ -58,7 +58,6 @@ use std::sync::OnceLock;
 use bb_egress::policy::RoutesConfig;
 use bot_bottle::env::{EnvError, EnvSource, Part, Prompter, Redacted};
 use bot_bottle::manifest::frontmatter::{self, FrontmatterError};
-use bot_bottle::manifest::routes::route_doc;
 use bot_bottle::manifest::{
     AgentLayer, Bottle, BottleLayer, Loaded, Loader, ManifestError, merge, resolve_chain,
 };
@@ -573,17 +572,27 @@ fn check_bottle(b: &Bottle, chain: &[(PathBuf, BottleLayer)]) {
     );
 
     // What the plan renders must load in the proxy.
-    let wire: Vec<serde_norway::Value> = b
+    let specs: Vec<bb_egress::policy::RouteSpec> = b
         .routes
         .iter()
         .map(|r| {
             let token = r.route.auth.as_ref().map(|a| token_env_name(&a.token_ref));
-            r.route.to_routes_yaml(token.as_deref())
+            r.route.to_spec(token.as_deref())
         })
         .collect();
-    let text = serde_norway::to_string(&route_doc(&wire, b.log)).unwrap();
-    if let Err(e) = RoutesConfig::from_yaml(&text) {
+    let cfg = RoutesConfig {
+        routes: specs,
+        log: b
+            .log
+            .and_then(bb_egress::policy::LogLevel::from_u8)
+            .unwrap_or_default(),
+    };
+    let text = cfg.to_yaml().unwrap();
+    if let Err(e) = cfg.validate() {
         panic!("accepted routes do not load in the proxy: {e}\n{text}");
+    }
+    if let Err(e) = RoutesConfig::from_yaml(&text) {
+        panic!("accepted routes do not load in the proxy from their text: {e}\n{text}");
     }
 }
 

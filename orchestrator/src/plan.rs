@@ -11,7 +11,7 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use bb_egress::policy::RoutesConfig;
+use bb_egress::policy::{AuthScheme, LogLevel, RoutesConfig};
 
 use crate::env::{EnvError, EnvSource, Prompter, Redacted};
 use crate::manifest::{KeyProvider, Loaded, RepoKey};
@@ -419,7 +419,7 @@ impl LaunchPlan {
             }
             Ok(name)
         };
-        let mut wire = Vec::new();
+        let mut specs = Vec::new();
         let mut hosts: Vec<String> = Vec::new();
         let mut token_refs: Vec<String> = Vec::new();
         for r in &bottle.routes {
@@ -435,22 +435,14 @@ impl LaunchPlan {
                 None => None,
             };
             hosts.push(r.route.host.to_ascii_lowercase());
-            wire.push(r.route.to_routes_yaml(token.as_deref()));
+            specs.push(r.route.to_spec(token.as_deref()));
         }
         for r in &rendered.routes {
-            let host = r
-                .route
-                .get("host")
-                .and_then(|h| h.as_str())
-                .unwrap_or_default()
-                .to_ascii_lowercase();
+            let host = r.route.host.to_ascii_lowercase();
             if hosts.contains(&host) {
                 continue;
             }
-            let mut map = match &r.route {
-                serde_norway::Value::Mapping(m) => m.clone(),
-                _ => serde_norway::Mapping::new(),
-            };
+            let mut spec = r.route.clone();
             if let Some((scheme, cred)) = &r.credential {
                 let (name, source) = match cred {
                     RouteCredential::AuthToken => {
@@ -496,17 +488,24 @@ impl LaunchPlan {
                     }
                 };
                 let name = add_token(name, source)?;
-                map.insert("auth_scheme".into(), scheme.clone().into());
-                map.insert("token_env".into(), name.into());
+                spec.auth_scheme = Some(AuthScheme::from_name(scheme).ok_or_else(|| {
+                    bad(format!(
+                        "`{scheme}` is not an auth scheme (Bearer or token)"
+                    ))
+                })?);
+                spec.token_env = Some(name);
             }
             hosts.push(host);
-            wire.push(serde_norway::Value::Mapping(map));
+            specs.push(spec);
         }
-        let doc = crate::manifest::routes::route_doc(&wire, bottle.log);
-        let routes_yaml = serde_norway::to_string(&doc)
-            .map_err(|e| bad(format!("rendering routes.yaml: {e}")))?;
-        let parsed = RoutesConfig::from_yaml(&routes_yaml)
-            .map_err(|e| bad(format!("the rendered routes.yaml does not load: {e}")))?;
+        // The proxy's own type, checked by the proxy's own rules: what is
+        // written is exactly what bb-egress will load.
+        let parsed = RoutesConfig {
+            routes: specs,
+            log: bottle.log.and_then(LogLevel::from_u8).unwrap_or_default(),
+        }
+        .validate()
+        .map_err(|e| bad(format!("the rendered routes.yaml does not load: {e}")))?;
         let routes_yaml = format!(
             "# routes.yaml for bottle {slug} (agent {}, bottle {}); written by bot-bottle.\n{}",
             agent.name,

@@ -4,15 +4,15 @@
 //! credentials are `auth: {scheme, token_ref}`, where `token_ref` names an
 //! `env:` entry of the bottle, instead of `auth_scheme` + `token_env`. The
 //! plan maps each `token_ref` to an `EGRESS_TOKEN_*` variable that only the
-//! proxy sees. Everything else is checked by the proxy's own parser, so the
+//! proxy sees. Everything else is read into the proxy's own
+//! [`RouteSpec`], by the proxy's own deserializer and checks, so the
 //! manifest and the proxy can never disagree on what a route means.
 
-use bb_egress::policy::RoutesConfig;
+use bb_egress::policy::{AuthScheme, ConfigErrorKind, RouteSpec, field_names};
 use serde_norway::{Mapping, Value};
 
-/// Keys a manifest route may have besides `host` and `auth`; they are
-/// handed to the proxy's parser unchanged.
-const PASS_THROUGH: &[&str] = &["matches", "dlp", "git", "ports", "allow_private"];
+/// The keys of `RouteSpec` a manifest writes differently (`auth:` instead).
+const ROUTES_YAML_AUTH: &[&str] = &["auth_scheme", "token_env"];
 
 /// `auth:` of a manifest route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +32,8 @@ pub struct ManifestRoute {
     pub host: String,
     /// Credentials egress injects.
     pub auth: Option<RouteAuth>,
-    /// The other keys, as written.
-    pub rest: Mapping,
+    /// Everything else, as the proxy reads it (no credentials yet).
+    pub spec: RouteSpec,
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -75,7 +75,10 @@ impl ManifestRoute {
             };
             match key.as_str() {
                 "host" => match v {
-                    Value::String(h) if !h.is_empty() => host = Some(h.clone()),
+                    Value::String(h) if !h.is_empty() => {
+                        host = Some(h.clone());
+                        rest.insert(k.clone(), v.clone());
+                    }
                     other => {
                         return Err((
                             at("host"),
@@ -87,7 +90,7 @@ impl ManifestRoute {
                 "role" => {
                     return Err((at("role"), "`role` is reserved for bot-bottle's own routes and cannot be set in a manifest".into()));
                 }
-                "auth_scheme" | "token_env" => {
+                k if ROUTES_YAML_AUTH.contains(&k) => {
                     return Err((
                         at(key),
                         format!(
@@ -95,65 +98,63 @@ impl ManifestRoute {
                         ),
                     ));
                 }
-                k if PASS_THROUGH.contains(&k) => {
-                    rest.insert(Value::String(key.clone()), v.clone());
-                }
-                other => {
-                    return Err((at(other), "unknown key (expected one of: host, auth, matches, dlp, git, ports, allow_private)".into()));
+                // Every other key is the proxy's to judge.
+                _ => {
+                    rest.insert(k.clone(), v.clone());
                 }
             }
         }
         let host = host.ok_or_else(|| (at("host"), "missing required key".to_owned()))?;
-        let route = ManifestRoute {
-            index,
-            host,
-            auth,
-            rest,
-        };
-        // The proxy's parser judges everything else (matches, regexes,
-        // detectors, ports) and names the key at fault.
-        let doc = route_doc(
-            &[route.to_routes_yaml(route.auth.as_ref().map(|_| "EGRESS_TOKEN_CHECK"))],
-            None,
-        );
-        let text = serde_norway::to_string(&doc).map_err(|e| (at(""), e.to_string()))?;
-        if let Err(errors) = RoutesConfig::from_yaml(&text) {
+        // The proxy's deserializer and checks judge everything else
+        // (unknown keys, matches, regexes, detectors, ports) and name the
+        // key at fault.
+        let spec = RouteSpec::from_value(&Value::Mapping(rest)).map_err(|errors| {
             let first = &errors.0[0];
             let key = if first.key.is_empty() {
                 at("")
             } else {
                 at(&first.key)
             };
-            return Err((key, format!("host `{}`: {}", route.host, first.kind)));
-        }
-        Ok(route)
+            let message = match &first.kind {
+                ConfigErrorKind::UnknownKey { .. } if !first.key.contains(['.', '[']) => {
+                    format!("unknown key (expected one of: {})", manifest_keys())
+                }
+                kind => format!("host `{host}`: {kind}"),
+            };
+            (key, message)
+        })?;
+        Ok(ManifestRoute {
+            index,
+            host,
+            auth,
+            spec,
+        })
     }
 
-    /// This route in routes.yaml form, its secret in variable `token_env`.
+    /// This route for routes.yaml, its secret in variable `token_env`.
     #[must_use]
-    pub fn to_routes_yaml(&self, token_env: Option<&str>) -> Value {
-        let mut out = Mapping::new();
-        out.insert("host".into(), Value::String(self.host.clone()));
+    pub fn to_spec(&self, token_env: Option<&str>) -> RouteSpec {
+        let mut spec = self.spec.clone();
         if let (Some(auth), Some(env)) = (&self.auth, token_env) {
-            out.insert("auth_scheme".into(), Value::String(auth.scheme.clone()));
-            out.insert("token_env".into(), Value::String(env.to_owned()));
+            // `parse_auth` only lets `Bearer` and `token` through; anything
+            // else would leave `token_env` alone, which validation refuses.
+            spec.auth_scheme = AuthScheme::from_name(&auth.scheme);
+            spec.token_env = Some(env.to_owned());
         }
-        for (k, v) in &self.rest {
-            out.insert(k.clone(), v.clone());
-        }
-        Value::Mapping(out)
+        spec
     }
 }
 
-/// A routes.yaml document from routes in routes.yaml form.
-#[must_use]
-pub fn route_doc(routes: &[Value], log: Option<u8>) -> Value {
-    let mut doc = Mapping::new();
-    doc.insert("routes".into(), Value::Sequence(routes.to_vec()));
-    if let Some(log) = log {
-        doc.insert("log".into(), Value::Number(log.into()));
-    }
-    Value::Mapping(doc)
+/// The keys a manifest route may have: the proxy's, with `auth` for its
+/// two credential keys.
+fn manifest_keys() -> String {
+    let mut keys = vec!["host", "auth"];
+    keys.extend(
+        field_names::<RouteSpec>()
+            .iter()
+            .filter(|k| **k != "host" && !ROUTES_YAML_AUTH.contains(k)),
+    );
+    keys.join(", ")
 }
 
 fn parse_auth(v: &Value) -> Result<RouteAuth, (String, String)> {

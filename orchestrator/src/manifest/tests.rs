@@ -1007,10 +1007,12 @@ fn other_route_keys_are_judged_by_the_proxys_parser() {
         ",
     );
     let b = fx.loader().load_bottle("full").expect("valid route");
-    let rest = &b.routes[0].route.rest;
-    for k in ["git", "ports", "allow_private", "dlp", "matches"] {
-        assert!(rest.contains_key(k), "{k} kept: {rest:?}");
-    }
+    let spec = &b.routes[0].route.spec;
+    assert!(spec.git.fetch);
+    assert_eq!(spec.ports, Some(vec![443, 8443]));
+    assert!(spec.allow_private);
+    assert_ne!(spec.dlp, bb_egress::policy::DlpSpec::default());
+    assert_eq!(spec.matches.as_ref().map(Vec::len), Some(1));
 }
 
 #[test]

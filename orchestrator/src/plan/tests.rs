@@ -101,7 +101,7 @@ fn wire(plan: &LaunchPlan) -> Vec<(String, Option<String>)> {
     routes(plan)
         .routes
         .into_iter()
-        .map(|r| (r.host, r.auth.map(|a| a.token_env)))
+        .map(|r| (r.host, r.token_env))
         .collect()
 }
 
@@ -246,14 +246,11 @@ fn the_rendered_routes_yaml_loads_through_the_proxys_parser() {
         ]
     );
     let github = &cfg.routes[2];
-    assert_eq!(
-        github.auth.as_ref().map(|a| a.scheme),
-        Some(AuthScheme::Token)
-    );
+    assert_eq!(github.auth().map(|a| a.scheme), Some(AuthScheme::Token));
     let m = github.matches.as_ref().expect("matches kept");
     assert_eq!(m[0].methods, ["GET"]);
     assert_eq!(
-        cfg.routes[3].auth.as_ref().map(|a| a.scheme),
+        cfg.routes[3].auth().map(|a| a.scheme),
         Some(AuthScheme::Bearer)
     );
     assert_eq!(
@@ -672,7 +669,7 @@ fn pi_defaults_to_ollama_in_the_plan() {
     assert_eq!(cfg.routes.len(), 1);
     assert_eq!(cfg.routes[0].host, "ollama");
     assert_eq!(cfg.routes[0].ports, Some(vec![11434]));
-    assert!(cfg.routes[0].auth.is_none());
+    assert!(cfg.routes[0].auth().is_none());
     assert!(plan.token_env.is_empty());
     assert_eq!(plan.command, ["pi", "--models", "ollama/qwen2.5-coder:7b"]);
     let models: serde_json::Value = serde_json::from_str(content(agent_file(

@@ -367,8 +367,8 @@ pub enum RouteCredential {
 /// A provider route after rendering.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedRoute {
-    /// The route in manifest form (no `auth`).
-    pub route: serde_norway::Value,
+    /// The route, without credentials (the plan adds them).
+    pub route: bb_egress::policy::RouteSpec,
     /// Injected credential: scheme and source.
     pub credential: Option<(String, RouteCredential)>,
 }
@@ -457,8 +457,6 @@ impl Provider {
         let auth_token = input.spec.auth_token.is_some();
         let mut routes = Vec::new();
         for r in &def.routes {
-            let mut map = serde_norway::Mapping::new();
-            map.insert("host".into(), r.host.clone().into());
             let credential = match r.auth {
                 Some(CredentialRef::AuthToken) if auth_token => Some((
                     r.scheme.clone().unwrap_or_else(|| "Bearer".into()),
@@ -467,7 +465,7 @@ impl Provider {
                 _ => None,
             };
             routes.push(PlannedRoute {
-                route: serde_norway::Value::Mapping(map),
+                route: bb_egress::policy::RouteSpec::new(r.host.clone()),
                 credential,
             });
         }
@@ -481,16 +479,11 @@ impl Provider {
             };
             for host in &hc.hosts {
                 let cred = Some((hc.scheme.clone(), RouteCredential::HostLogin));
-                if let Some(r) = routes
-                    .iter_mut()
-                    .find(|r| r.route.get("host").and_then(|h| h.as_str()) == Some(host))
-                {
+                if let Some(r) = routes.iter_mut().find(|r| r.route.host == *host) {
                     r.credential = cred;
                 } else {
-                    let mut map = serde_norway::Mapping::new();
-                    map.insert("host".into(), host.clone().into());
                     routes.push(PlannedRoute {
-                        route: serde_norway::Value::Mapping(map),
+                        route: bb_egress::policy::RouteSpec::new(host.clone()),
                         credential: cred,
                     });
                 }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use bb_egress::policy::{LogLevel, RouteSpec, RoutesConfig};
 use serde_json::json;
 use serde_norway::Value;
 
@@ -115,32 +116,26 @@ pub(super) fn generate(
         mode: 0o600,
         content,
     });
-    let mut map = serde_norway::Mapping::new();
+    let mut route = RouteSpec::new(host);
     // A single-label host (the default `ollama`) is a container on the
     // operator's network: it resolves to a private address, which the proxy
     // refuses unless the route allows it.
-    let single_label = !host.contains('.');
-    map.insert("host".into(), host.into());
-    if single_label {
-        map.insert("allow_private".into(), Value::Bool(true));
+    route.allow_private = !route.host.contains('.');
+    route.ports = port.map(|p| vec![p]);
+    // The proxy's own checks judge the host (label lengths, characters).
+    let checked = RoutesConfig {
+        routes: vec![route.clone()],
+        log: LogLevel::default(),
     }
-    if let Some(port) = port {
-        map.insert(
-            "ports".into(),
-            Value::Sequence(vec![Value::Number(port.into())]),
-        );
-    }
-    // The proxy's own parser judges the host (label lengths, characters).
-    let doc = crate::manifest::routes::route_doc(&[Value::Mapping(map.clone())], None);
-    let text = serde_norway::to_string(&doc).map_err(|e| e.to_string())?;
-    if let Err(errors) = bb_egress::policy::RoutesConfig::from_yaml(&text) {
+    .validate();
+    if let Err(errors) = checked {
         return Err(format!(
             "agent_provider.settings.base_url: `{base_url}` cannot be an egress route: {}",
             errors.0[0].kind
         ));
     }
     out.routes.push(PlannedRoute {
-        route: Value::Mapping(map),
+        route,
         credential: api_key_env.map(|e| ("Bearer".to_owned(), RouteCredential::EnvEntry(e))),
     });
     out.command.push("--models".into());

@@ -101,16 +101,13 @@ fn builtin(name: &str) -> Provider {
 }
 
 fn route_hosts(r: &Rendered) -> Vec<&str> {
-    r.routes
-        .iter()
-        .map(|r| r.route.get("host").and_then(|h| h.as_str()).expect("host"))
-        .collect()
+    r.routes.iter().map(|r| r.route.host.as_str()).collect()
 }
 
 fn credential(r: &Rendered, host: &str) -> Option<(String, RouteCredential)> {
     r.routes
         .iter()
-        .find(|p| p.route.get("host").and_then(|h| h.as_str()) == Some(host))
+        .find(|p| p.route.host == host)
         .expect("route for host")
         .credential
         .clone()
@@ -506,14 +503,8 @@ fn pi_defaults_to_an_ollama_endpoint() {
     );
     assert_eq!(r.routes.len(), 1);
     let route = &r.routes[0];
-    assert_eq!(
-        route.route.get("host").and_then(|h| h.as_str()),
-        Some("ollama")
-    );
-    assert_eq!(
-        route.route.get("ports"),
-        Some(&serde_norway::Value::Sequence(vec![11434.into()]))
-    );
+    assert_eq!(route.route.host, "ollama");
+    assert_eq!(route.route.ports, Some(vec![11434]));
     assert_eq!(route.credential, None);
 }
 
@@ -547,11 +538,8 @@ fn pi_settings_shape_models_json_and_the_route() {
     assert_eq!(p["models"][0]["contextWindow"], 65536 - 8192);
     assert_eq!(p["models"][0]["maxTokens"], 8192);
     let route = &r.routes[0];
-    assert_eq!(
-        route.route.get("host").and_then(|h| h.as_str()),
-        Some("openrouter.ai")
-    );
-    assert_eq!(route.route.get("ports"), None, "default port: no ports key");
+    assert_eq!(route.route.host, "openrouter.ai");
+    assert_eq!(route.route.ports, None, "default port: no ports key");
     assert_eq!(
         route.credential,
         Some((
@@ -614,12 +602,7 @@ fn pi_default_route_may_reach_a_private_ollama() {
     let r = builtin("pi")
         .render(&input(&spec("pi"), false))
         .expect("renders");
-    assert_eq!(
-        r.routes[0].route.get("allow_private"),
-        Some(&serde_norway::Value::Bool(true)),
-        "{:?}",
-        r.routes[0].route
-    );
+    assert!(r.routes[0].route.allow_private, "{:?}", r.routes[0].route);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::fmt;
 use percent_encoding::percent_decode_str;
 
 use super::Policy;
-use super::config::{Auth, INTROSPECTION_HOST, Route};
+use super::config::{Auth, INTROSPECTION_HOST, RouteSpec};
 use crate::dlp::{DetectorSet, Hit};
 
 /// How the request reached the proxy; decides the default port set.
@@ -215,7 +215,7 @@ pub struct Forward<'p> {
     /// Index of the route in the routes file.
     pub route_index: usize,
     /// The route.
-    pub route: &'p Route,
+    pub route: &'p RouteSpec,
     /// Outbound detectors to run over URL, headers and body.
     pub outbound: DetectorSet,
     /// Inbound detectors to run over the response.
@@ -225,8 +225,8 @@ pub struct Forward<'p> {
 impl<'p> Forward<'p> {
     /// Credentials to inject (after stripping the agent's `Authorization`).
     #[must_use]
-    pub fn auth(&self) -> Option<&'p Auth> {
-        self.route.auth.as_ref()
+    pub fn auth(&self) -> Option<Auth<'p>> {
+        self.route.auth()
     }
 }
 
@@ -245,7 +245,7 @@ impl Policy {
     /// Whether a `CONNECT host:port` may be bumped at all. Called before any
     /// leaf certificate exists, so no certificate is ever minted for a host
     /// the policy does not allow.
-    pub fn check_connect(&self, host: &str, port: u16) -> Result<&Route, Block> {
+    pub fn check_connect(&self, host: &str, port: u16) -> Result<&RouteSpec, Block> {
         let host_lc = host.to_ascii_lowercase();
         if host_lc == INTROSPECTION_HOST {
             return Err(Block {
@@ -290,7 +290,7 @@ impl Policy {
         if !port_allowed(route, req.via, req.port) {
             return block(host, BlockReason::PortNotAllowed { port: req.port });
         }
-        if req.via == Via::PlainHttp && route.auth.is_some() {
+        if req.via == Via::PlainHttp && route.auth().is_some() {
             return block(host, BlockReason::CleartextAuth);
         }
         let decoded_path = percent_decode_str(req.path).decode_utf8_lossy();
@@ -304,7 +304,7 @@ impl Policy {
         }
         match git_service(&decoded_path, req.query, req.headers) {
             Some(GitService::ReceivePack) => return block(host, BlockReason::GitPush),
-            Some(GitService::UploadPack) if !route.git_fetch => {
+            Some(GitService::UploadPack) if !route.git.fetch => {
                 return block(host, BlockReason::GitFetch);
             }
             _ => {}
@@ -315,13 +315,13 @@ impl Policy {
         Decision::Forward(Forward {
             route_index: index,
             route,
-            outbound: route.outbound.set(),
-            inbound: route.inbound.set(),
+            outbound: route.dlp.outbound_detectors.set(),
+            inbound: route.dlp.inbound_detectors.set(),
         })
     }
 }
 
-fn port_allowed(route: &Route, via: Via, port: u16) -> bool {
+fn port_allowed(route: &RouteSpec, via: Via, port: u16) -> bool {
     match &route.ports {
         Some(ports) => ports.contains(&port),
         None => port == via.default_port(),

@@ -9,12 +9,12 @@ use std::collections::HashMap;
 
 pub use config::{
     Auth, AuthScheme, ConfigError, ConfigErrorKind, ConfigErrors, DetectorChoice, DetectorName,
-    HeaderMatch, INTROSPECTION_HOST, InboundDetector, LogLevel, MatchEntry, OutboundDetector,
-    PathKind, PathMatch, Route, RoutesConfig, ValueKind, WireConfig,
+    DlpSpec, GitSpec, HeaderMatch, INTROSPECTION_HOST, InboundDetector, LogLevel, MatchEntry,
+    OutboundDetector, PathKind, PathMatch, RouteSpec, RoutesConfig, ValueKind, field_names,
 };
 pub use decision::{Block, BlockReason, Decision, Forward, Headers, Request, Via};
 
-use config::compile_full_match;
+use config::{CompiledMatch, CompiledRoutes, PathMatcher, ValueMatcher};
 
 /// A validated routes file with its matchers compiled and hosts indexed.
 #[derive(Debug, Clone)]
@@ -22,37 +22,30 @@ pub struct Policy {
     config: RoutesConfig,
     index: HashMap<String, usize>,
     /// Per route: `None` when the route has no `matches`.
-    compiled: Vec<Option<Vec<CompiledMatch>>>,
+    compiled: CompiledRoutes,
 }
 
 impl Policy {
-    /// Parses, validates and compiles routes.yaml text.
+    /// Parses, validates and compiles routes.yaml text (each regex is
+    /// compiled once, while validating).
     pub fn from_yaml(text: &str) -> Result<Self, ConfigErrors> {
-        Ok(Self::new(RoutesConfig::from_yaml(text)?))
+        let (config, compiled) = config::parse(text)?;
+        Ok(Self::assemble(config, compiled))
     }
 
-    /// Compiles an already validated configuration.
-    ///
-    /// # Panics
-    /// Never for a [`RoutesConfig`] produced by [`RoutesConfig::from_yaml`],
-    /// which has already compiled every regex once; a hand-built config with
-    /// a bad regex makes the offending matcher reject every request instead.
-    #[must_use]
-    pub fn new(config: RoutesConfig) -> Self {
+    /// Validates and compiles a configuration built in code; every error
+    /// is reported as for a file.
+    pub fn new(config: RoutesConfig) -> Result<Self, ConfigErrors> {
+        let (config, compiled) = config.compile()?;
+        Ok(Self::assemble(config, compiled))
+    }
+
+    fn assemble(config: RoutesConfig, compiled: CompiledRoutes) -> Self {
         let index = config
             .routes
             .iter()
             .enumerate()
             .map(|(i, r)| (r.host.clone(), i))
-            .collect();
-        let compiled = config
-            .routes
-            .iter()
-            .map(|r| {
-                r.matches
-                    .as_ref()
-                    .map(|ms| ms.iter().map(CompiledMatch::new).collect())
-            })
             .collect();
         Self {
             config,
@@ -69,7 +62,7 @@ impl Policy {
 
     /// The route for a host (exact, case-insensitive).
     #[must_use]
-    pub fn route(&self, host: &str) -> Option<&Route> {
+    pub fn route(&self, host: &str) -> Option<&RouteSpec> {
         let i = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             self.index.get(&host.to_ascii_lowercase())
         } else {
@@ -85,60 +78,13 @@ impl Policy {
     }
 }
 
-/// A compiled `matches[]` entry.
-#[derive(Debug, Clone)]
-struct CompiledMatch {
-    paths: Vec<PathMatcher>,
-    methods: Vec<String>,
-    headers: Vec<(String, ValueMatcher)>,
-}
-
-#[derive(Debug, Clone)]
-enum PathMatcher {
-    Prefix(String),
-    Exact(String),
-    Regex(Option<regex::Regex>),
-}
-
-#[derive(Debug, Clone)]
-enum ValueMatcher {
-    Exact(Vec<u8>),
-    Regex(Option<regex::Regex>),
-}
-
 impl CompiledMatch {
-    fn new(m: &MatchEntry) -> Self {
-        Self {
-            paths: m
-                .paths
-                .iter()
-                .map(|p| match p.kind {
-                    PathKind::Prefix => PathMatcher::Prefix(p.value.clone()),
-                    PathKind::Exact => PathMatcher::Exact(p.value.clone()),
-                    PathKind::Regex => PathMatcher::Regex(compile_full_match(&p.value).ok()),
-                })
-                .collect(),
-            methods: m.methods.clone(),
-            headers: m
-                .headers
-                .iter()
-                .map(|h| {
-                    let vm = match h.kind {
-                        ValueKind::Exact => ValueMatcher::Exact(h.value.as_bytes().to_vec()),
-                        ValueKind::Regex => ValueMatcher::Regex(compile_full_match(&h.value).ok()),
-                    };
-                    (h.name.clone(), vm)
-                })
-                .collect(),
-        }
-    }
-
     fn accepts(&self, req: &Request<'_>) -> bool {
         let path_ok = self.paths.is_empty()
             || self.paths.iter().any(|p| match p {
                 PathMatcher::Prefix(v) => req.path.starts_with(v.as_str()),
                 PathMatcher::Exact(v) => req.path == v,
-                PathMatcher::Regex(r) => r.as_ref().is_some_and(|r| r.is_match(req.path)),
+                PathMatcher::Regex(r) => r.is_match(req.path),
             });
         let method_ok = self.methods.is_empty() || self.methods.iter().any(|m| m == req.method);
         path_ok
@@ -146,10 +92,7 @@ impl CompiledMatch {
             && self.headers.iter().all(|(name, vm)| {
                 req.headers.any_value(name, &mut |v| match vm {
                     ValueMatcher::Exact(want) => v == want.as_slice(),
-                    ValueMatcher::Regex(r) => r
-                        .as_ref()
-                        .zip(std::str::from_utf8(v).ok())
-                        .is_some_and(|(r, s)| r.is_match(s)),
+                    ValueMatcher::Regex(r) => std::str::from_utf8(v).is_ok_and(|s| r.is_match(s)),
                 })
             })
     }

@@ -377,8 +377,10 @@ fn any_entry_may_match() {
 }
 
 #[test]
-fn hand_built_config_with_a_bad_regex_rejects_instead_of_panicking() {
-    let mut route = Route::new("a.example");
+fn hand_built_config_with_a_bad_regex_is_refused_with_the_parsers_error() {
+    // Not a matcher that rejects everything: the policy is never built, and
+    // the error names the route and key as for a file.
+    let mut route = RouteSpec::new("a.example");
     route.matches = Some(vec![MatchEntry {
         paths: vec![PathMatch {
             kind: PathKind::Regex,
@@ -386,17 +388,21 @@ fn hand_built_config_with_a_bad_regex_rejects_instead_of_panicking() {
         }],
         ..MatchEntry::default()
     }]);
-    let p = Policy::new(RoutesConfig {
+    let e = Policy::new(RoutesConfig {
         routes: vec![route],
         log: LogLevel::default(),
-    });
-    assert_eq!(blocked(&get(&p, "/")), BlockReason::NoMatch);
+    })
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "routes[0] (host \"a.example\"): matches[0].paths[0].value: invalid regex \"(\": unclosed group"
+    );
 }
 
 /// A policy with one route whose one `matches` entry has these paths (built
 /// directly, so any string can be a value).
 fn path_policy(entries: Vec<PathMatch>) -> Policy {
-    let mut route = Route::new("a.example");
+    let mut route = RouteSpec::new("a.example");
     route.matches = Some(vec![MatchEntry {
         paths: entries,
         ..MatchEntry::default()
@@ -405,6 +411,7 @@ fn path_policy(entries: Vec<PathMatch>) -> Policy {
         routes: vec![route],
         log: LogLevel::default(),
     })
+    .unwrap()
 }
 
 /// Paths without dots, `%` or backslashes, so no dot-segment, git or `DoH`
@@ -468,12 +475,12 @@ proptest! {
         want in "[a-c]{0,3}",
         values in prop::collection::vec("[a-c]{0,3}", 0..4),
     ) {
-        let mut route = Route::new("a.example");
+        let mut route = RouteSpec::new("a.example");
         route.matches = Some(vec![MatchEntry {
             headers: vec![HeaderMatch { name: "x-h".into(), value: want.clone(), kind: ValueKind::Exact }],
             ..MatchEntry::default()
         }]);
-        let p = Policy::new(RoutesConfig { routes: vec![route], log: LogLevel::default() });
+        let p = Policy::new(RoutesConfig { routes: vec![route], log: LogLevel::default() }).unwrap();
         let hs: Vec<(&str, &str)> = values.iter().map(|v| ("X-H", v.as_str())).collect();
         let allowed = matches!(https(&p, "GET", "/", &hs), Decision::Forward(_));
         prop_assert_eq!(allowed, values.contains(&want));
@@ -1011,9 +1018,9 @@ routes:
 
     assert_eq!(
         go("known.example").auth(),
-        Some(&Auth {
+        Some(Auth {
             scheme: AuthScheme::Bearer,
-            token_env: "EGRESS_TOKEN_K".into()
+            token_env: "EGRESS_TOKEN_K"
         })
     );
     assert_eq!(go("all.example").auth(), None);

@@ -146,13 +146,13 @@ impl Generation {
         })?;
         let mut tokens = HashMap::new();
         for (i, route) in policy.config().routes.iter().enumerate() {
-            if let Some(auth) = &route.auth {
-                let value = env(&auth.token_env).ok_or_else(|| ServerError::MissingToken {
+            if let Some(auth) = route.auth() {
+                let value = env(auth.token_env).ok_or_else(|| ServerError::MissingToken {
                     route: i,
                     host: route.host.clone(),
-                    var: auth.token_env.clone(),
+                    var: auth.token_env.to_owned(),
                 })?;
-                tokens.insert(auth.token_env.clone(), Redacted::new(value));
+                tokens.insert(auth.token_env.to_owned(), Redacted::new(value));
             }
         }
         let mut secrets: Vec<(String, Redacted<Vec<u8>>)> = tokens

@@ -593,7 +593,7 @@ fn prepare_headers(
     headers.remove(header::HOST);
     headers.remove(header::AUTHORIZATION);
     if let Some(auth) = forward.auth() {
-        let value = generation.token(&auth.token_env).and_then(|t| {
+        let value = generation.token(auth.token_env).and_then(|t| {
             HeaderValue::from_str(&format!("{} {}", auth.scheme.as_str(), t.expose())).ok()
         });
         let Some(mut value) = value else {

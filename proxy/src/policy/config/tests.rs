@@ -63,15 +63,15 @@ fn minimal_route_takes_every_default() {
     let cfg = parse("routes:\n  - host: api.example.com\n");
     assert_eq!(cfg.log, LogLevel::Blocked);
     assert_eq!(cfg.log.as_u8(), 1);
-    assert_eq!(cfg.routes, vec![Route::new("api.example.com")]);
+    assert_eq!(cfg.routes, vec![RouteSpec::new("api.example.com")]);
     let r = &cfg.routes[0];
-    assert_eq!(r.auth, None);
+    assert_eq!(r.auth(), None);
     assert_eq!(r.matches, None);
-    assert!(!r.git_fetch);
+    assert!(!r.git.fetch);
     assert_eq!(r.ports, None);
     assert!(!r.allow_private);
-    assert_eq!(r.outbound, DetectorChoice::All);
-    assert_eq!(r.inbound, DetectorChoice::All);
+    assert_eq!(r.dlp.outbound_detectors, DetectorChoice::All);
+    assert_eq!(r.dlp.inbound_detectors, DetectorChoice::All);
 }
 
 #[test]
@@ -133,10 +133,10 @@ routes:
     let gh = &cfg.routes[0];
     assert_eq!(gh.host, "api.github.com", "host is lower-cased at load");
     assert_eq!(
-        gh.auth,
+        gh.auth(),
         Some(Auth {
             scheme: AuthScheme::Token,
-            token_env: "EGRESS_TOKEN_GITHUB".into()
+            token_env: "EGRESS_TOKEN_GITHUB"
         })
     );
     let paths = vec![
@@ -189,26 +189,26 @@ routes:
             },
         ])
     );
-    assert!(gh.git_fetch);
+    assert!(gh.git.fetch);
     assert_eq!(gh.ports, Some(vec![443, 8443]));
     assert!(gh.allow_private);
     assert_eq!(
-        gh.outbound,
+        gh.dlp.outbound_detectors,
         DetectorChoice::Only(vec![OutboundDetector::KnownSecrets])
     );
-    assert_eq!(gh.inbound, DetectorChoice::Off);
+    assert_eq!(gh.dlp.inbound_detectors, DetectorChoice::Off);
 
     let anthropic = &cfg.routes[1];
     assert_eq!(
-        anthropic.auth,
+        anthropic.auth(),
         Some(Auth {
             scheme: AuthScheme::Bearer,
-            token_env: "_tok1".into()
+            token_env: "_tok1"
         })
     );
-    assert_eq!(anthropic.outbound, DetectorChoice::Off);
+    assert_eq!(anthropic.dlp.outbound_detectors, DetectorChoice::Off);
     assert_eq!(
-        anthropic.inbound,
+        anthropic.dlp.inbound_detectors,
         DetectorChoice::Only(vec![InboundDetector::NaiveInjectionDetection])
     );
     assert_eq!(anthropic.matches, None);
@@ -216,17 +216,17 @@ routes:
 
     let ip = &cfg.routes[2];
     assert_eq!(ip.host, "10.0.0.7");
-    assert!(!ip.git_fetch);
+    assert!(!ip.git.fetch);
     assert!(!ip.allow_private);
     assert_eq!(
-        ip.outbound,
+        ip.dlp.outbound_detectors,
         DetectorChoice::Only(vec![
             OutboundDetector::KnownSecrets,
             OutboundDetector::TokenPatterns
         ]),
         "list order is kept"
     );
-    assert_eq!(ip.inbound, DetectorChoice::All);
+    assert_eq!(ip.dlp.inbound_detectors, DetectorChoice::All);
 }
 
 #[test]
@@ -252,9 +252,9 @@ fn empty_routes_list_is_a_deny_all_config() {
 fn empty_sub_mappings_mean_defaults() {
     let cfg = parse(&route_yaml("git: {}\ndlp: {}\n"));
     let r = &cfg.routes[0];
-    assert!(!r.git_fetch);
-    assert_eq!(r.outbound, DetectorChoice::All);
-    assert_eq!(r.inbound, DetectorChoice::All);
+    assert!(!r.git.fetch);
+    assert_eq!(r.dlp.outbound_detectors, DetectorChoice::All);
+    assert_eq!(r.dlp.inbound_detectors, DetectorChoice::All);
 }
 
 #[test]
@@ -1075,7 +1075,7 @@ fn errors_carry_structured_locations() {
             host: Some("b.example".into()),
             key: "ports[0]".into(),
             kind: ConfigErrorKind::WrongType {
-                expected: "a port number 1-65535",
+                expected: "a port number 1-65535".into(),
                 found: "number 0".into()
             },
         }]
@@ -1091,6 +1091,185 @@ fn long_strings_are_shortened_in_messages() {
             "routes[0] (host \"a.example\"): allow_private: expected true or false, found string \"{}\"…",
             "x".repeat(60)
         )
+    );
+}
+
+#[test]
+fn a_route_with_a_bad_host_still_has_its_other_errors_reported() {
+    assert_eq!(
+        errors("routes:\n  - host: [a.example]\n    ports: [0]\n    git: {fetch: 1}\n"),
+        [
+            "routes[0]: host: expected a string, found a list",
+            "routes[0]: ports[0]: expected a port number 1-65535, found number 0",
+            "routes[0]: git.fetch: expected true or false, found number 1",
+        ]
+    );
+    // A missing host, too.
+    assert_eq!(
+        errors("routes:\n  - ports: [0]\n"),
+        [
+            "routes[0]: ports[0]: expected a port number 1-65535, found number 0",
+            "routes[0]: host: missing required key",
+        ]
+    );
+}
+
+#[test]
+fn null_where_a_value_belongs_is_named() {
+    assert_eq!(
+        route_error("matches:"),
+        "routes[0] (host \"a.example\"): matches: expected a list, found null"
+    );
+    assert_eq!(
+        route_error("allow_private: ~"),
+        "routes[0] (host \"a.example\"): allow_private: expected true or false, found null"
+    );
+    assert_eq!(
+        route_error("dlp: {outbound_detectors: null}"),
+        "routes[0] (host \"a.example\"): dlp.outbound_detectors: expected false or a list of detector names, found null"
+    );
+}
+
+#[test]
+fn a_list_emptied_by_its_bad_elements_is_not_reported_again() {
+    // The element is at fault; the list it leaves empty is not a second error.
+    assert_eq!(
+        errors(&route_yaml("matches:\n  - paths: [/api]\nports: [\"x\"]")),
+        [
+            "routes[0] (host \"a.example\"): matches[0].paths[0]: expected a mapping, found string \"/api\"",
+            "routes[0] (host \"a.example\"): ports[0]: expected a port number 1-65535, found string \"x\"",
+        ]
+    );
+}
+
+#[test]
+fn the_schema_types_name_the_keys() {
+    assert_eq!(
+        field_names::<RouteSpec>(),
+        [
+            "host",
+            "auth_scheme",
+            "token_env",
+            "matches",
+            "git",
+            "ports",
+            "allow_private",
+            "dlp"
+        ]
+    );
+    assert_eq!(field_names::<RoutesConfig>(), ["routes", "log"]);
+    assert_eq!(field_names::<MatchEntry>(), ["paths", "methods", "headers"]);
+    assert_eq!(field_names::<PathMatch>(), ["type", "value"]);
+    assert_eq!(field_names::<HeaderMatch>(), ["name", "value", "type"]);
+    assert_eq!(field_names::<GitSpec>(), ["fetch"]);
+    assert_eq!(
+        field_names::<DlpSpec>(),
+        ["outbound_detectors", "inbound_detectors"]
+    );
+}
+
+#[test]
+fn a_hostile_number_of_errors_is_bounded() {
+    let mut yaml = String::from("routes:\n");
+    for i in 0..5000 {
+        writeln!(
+            yaml,
+            "  - host: h{i}.example\n    ports: [0, 0]\n    bad: 1"
+        )
+        .unwrap();
+    }
+    let start = std::time::Instant::now();
+    let e = errors(&yaml);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(e.len(), de::MAX_ERRORS + 1);
+    assert_eq!(
+        e.last().unwrap(),
+        &format!(
+            "more than {} errors; the rest of the file was not checked",
+            de::MAX_ERRORS
+        )
+    );
+}
+
+#[test]
+fn one_route_from_a_yaml_value() {
+    let value: serde_norway::Value =
+        serde_norway::from_str("{host: API.example, matches: [{methods: [get]}], ports: [8443]}")
+            .unwrap();
+    let spec = RouteSpec::from_value(&value).unwrap();
+    assert_eq!(spec.host, "api.example");
+    assert_eq!(spec.matches.unwrap()[0].methods, ["GET"]);
+    assert_eq!(spec.ports, Some(vec![8443]));
+
+    let value: serde_norway::Value = serde_norway::from_str(
+        "{host: a.example, colour: red, matches: [{paths: [{type: regex, value: \"(\"}]}]}",
+    )
+    .unwrap();
+    let e = RouteSpec::from_value(&value).unwrap_err();
+    let shown: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "colour: unknown key (expected one of: host, auth_scheme, token_env, matches, git, ports, allow_private, dlp)",
+            "matches[0].paths[0].value: invalid regex \"(\": unclosed group",
+        ]
+    );
+    assert!(e.0.iter().all(|e| e.route.is_none()));
+}
+
+#[test]
+fn a_config_built_in_code_gets_the_same_checks() {
+    let mut a = RouteSpec::new("A.example");
+    a.ports = Some(vec![0, 443, 443]);
+    a.token_env = Some("X".into());
+    a.matches = Some(vec![MatchEntry::default()]);
+    a.dlp.inbound_detectors = DetectorChoice::Only(vec![]);
+    let mut b = RouteSpec::new("a.example");
+    b.auth_scheme = Some(AuthScheme::Bearer);
+    let e = RoutesConfig {
+        routes: vec![a, b],
+        log: LogLevel::All,
+    }
+    .validate()
+    .unwrap_err();
+    let shown: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+    let r0 = "routes[0] (host \"a.example\")";
+    let r1 = "routes[1] (host \"a.example\")";
+    assert_eq!(
+        shown,
+        [
+            format!("{r0}: auth_scheme: token_env needs auth_scheme"),
+            format!(
+                "{r0}: matches[0]: an empty entry accepts every request; give paths, methods or headers, or omit matches"
+            ),
+            format!("{r0}: ports[0]: expected a port number 1-65535, found number 0"),
+            format!("{r0}: ports[2]: port 443 listed twice"),
+            format!(
+                "{r0}: dlp.inbound_detectors: empty list; write false to turn these detectors off"
+            ),
+            format!("{r1}: host: duplicate host \"a.example\"; routes[0] already defines it"),
+            format!("{r1}: token_env: auth_scheme needs token_env"),
+        ]
+    );
+    // A valid one comes back normalised, as a parsed file does.
+    let mut ok = RouteSpec::new("B.Example");
+    ok.matches = Some(vec![MatchEntry {
+        methods: vec!["post".into()],
+        ..MatchEntry::default()
+    }]);
+    let cfg = RoutesConfig {
+        routes: vec![ok],
+        log: LogLevel::default(),
+    }
+    .validate()
+    .unwrap();
+    assert_eq!(
+        cfg,
+        parse("routes:\n  - host: b.example\n    matches: [{methods: [POST]}]\n")
     );
 }
 
@@ -1469,15 +1648,14 @@ fn arb_choice<D: DetectorName + std::fmt::Debug>() -> impl Strategy<Value = Dete
     ]
 }
 
-fn arb_route() -> impl Strategy<Value = Route> {
+fn arb_route() -> impl Strategy<Value = RouteSpec> {
     let auth = prop::option::of((
         prop_oneof![Just(AuthScheme::Bearer), Just(AuthScheme::Token)],
         prop_oneof![
             4 => "[A-Za-z_][A-Za-z0-9_]{0,12}",
             1 => prop::sample::select(&["null", "True", "NULL", "_", "Y", "no"][..]).prop_map(str::to_owned),
         ],
-    ))
-    .prop_map(|a| a.map(|(scheme, token_env)| Auth { scheme, token_env }));
+    ));
     let ports = prop::option::of(prop::collection::vec(1u16.., 1..4)).prop_map(|p| {
         p.map(|mut v| {
             let mut seen = std::collections::HashSet::new();
@@ -1496,15 +1674,18 @@ fn arb_route() -> impl Strategy<Value = Route> {
         arb_choice::<InboundDetector>(),
     )
         .prop_map(
-            |(host, auth, matches, git_fetch, ports, allow_private, outbound, inbound)| Route {
+            |(host, auth, matches, fetch, ports, allow_private, outbound, inbound)| RouteSpec {
                 host,
-                auth,
+                auth_scheme: auth.as_ref().map(|a| a.0),
+                token_env: auth.map(|a| a.1),
                 matches,
-                git_fetch,
+                git: GitSpec { fetch },
                 ports,
                 allow_private,
-                outbound,
-                inbound,
+                dlp: DlpSpec {
+                    outbound_detectors: outbound,
+                    inbound_detectors: inbound,
+                },
             },
         )
 }
