@@ -1434,6 +1434,7 @@ fn raw_layer() -> impl Strategy<Value = RawLayer> {
                     git_gate,
                     egress: None,
                     supervise,
+                    limits: None,
                 },
                 routes,
                 log,
