@@ -687,7 +687,7 @@ fn host_ipv4s() -> Vec<String> {
     for line in trie.lines() {
         let t = line.trim_start_matches([' ', '|', '+', '-']).trim();
         if t.parse::<std::net::Ipv4Addr>().is_ok() {
-            last = t.to_owned();
+            t.clone_into(&mut last);
         } else if t.contains("/32 host LOCAL") && !last.starts_with("127.") && !out.contains(&last)
         {
             out.push(last.clone());
@@ -792,7 +792,10 @@ fn a_debian_agent_reaches_no_host_address_and_no_resolver() {
         String::from("echo '== route'; ip -4 route; ip -6 route; echo '== addr'; ip addr\n");
     // The agent's own network's gateway: the first address of its subnet.
     script.push_str("gw=$(ip -4 route | awk '/ dev / && !/default/ {split($1,a,\"/\"); split(a[1],o,\".\"); print o[1]\".\"o[2]\".\"o[3]\".\"o[4]+1; exit}')\n");
-    script.push_str(&format!("echo '== gw'; echo $gw; bb-probe tcp $gw:{any_port} --timeout-ms 500; bb-probe udp $gw:53 --timeout-ms 500\n"));
+    let _ = writeln!(
+        script,
+        "echo '== gw'; echo $gw; bb-probe tcp $gw:{any_port} --timeout-ms 500; bb-probe udp $gw:53 --timeout-ms 500"
+    );
     script.push_str("echo '== tcp'\n");
     for t in &targets {
         let _ = writeln!(script, "bb-probe tcp {t} --timeout-ms 500");

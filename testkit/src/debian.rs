@@ -65,7 +65,12 @@ pub fn tag() -> String {
 }
 
 /// The tag of the Debian test image, building it first when no image
-/// with that tag exists. Panics with what to install when it cannot.
+/// with that tag exists.
+///
+/// # Panics
+///
+/// When the image cannot be built (no root, no Docker, no debootstrap, no
+/// mirror), with what failed: tests that need it cannot run without it.
 #[must_use]
 pub fn image() -> String {
     static IMAGE: OnceLock<String> = OnceLock::new();

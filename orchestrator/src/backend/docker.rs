@@ -65,6 +65,9 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const AGENT_RESOLVER: &str = "127.0.0.1:53";
 /// Docker's embedded resolver in every user-network container.
 const DOCKER_RESOLVER: &str = "127.0.0.11:53";
+/// Where Docker's embedded resolver in a bottle forwards to: an address
+/// with no route in the sealed namespace (see `start_holder`).
+const DEAD_END_DNS: &str = "198.51.100.53";
 
 /// Runs bottles on a Docker engine.
 #[derive(Debug, Clone)]
@@ -112,16 +115,27 @@ struct Teardown<'a> {
 
 impl Drop for Teardown<'_> {
     fn drop(&mut self) {
+        let mut timing = Timing::new();
         // One command each: teardown is on every launch's critical path.
-        if !self.containers.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(self.containers.iter().rev().map(String::as_str));
-            let _ = self.docker.quiet(&args);
+        // The agent first (it holds the holder's namespace), then the
+        // others side by side.
+        let (agent, rest): (Vec<&String>, Vec<&String>) =
+            self.containers.iter().partition(|c| c.ends_with("-agent"));
+        for c in agent {
+            let _ = self.docker.quiet(&["rm", "-f", "-v", c]);
         }
+        let docker = self.docker;
+        std::thread::scope(|s| {
+            for c in rest {
+                s.spawn(move || docker.quiet(&["rm", "-f", "-v", c]));
+            }
+        });
+        timing.mark("teardown: containers");
         if !self.networks.is_empty() {
             let mut args = vec!["network", "rm"];
             args.extend(self.networks.iter().rev().map(String::as_str));
             let _ = self.docker.quiet(&args);
+            timing.mark("teardown: networks");
         }
         if let Some((dir, slug)) = &self.state {
             // `commit` may have marked the bottle preserved while it ran.
@@ -710,6 +724,29 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> a
     Ok(())
 }
 
+/// Phase timings of a launch, printed to stderr when
+/// [`env_vars::BOT_BOTTLE_TIMING`] is `1` (where a launch's time goes).
+struct Timing {
+    on: bool,
+    last: Instant,
+}
+
+impl Timing {
+    fn new() -> Self {
+        Self {
+            on: std::env::var(env_vars::BOT_BOTTLE_TIMING).is_ok_and(|v| v == "1"),
+            last: Instant::now(),
+        }
+    }
+
+    fn mark(&mut self, phase: &str) {
+        if self.on {
+            eprintln!("timing {phase}: {:.3}s", self.last.elapsed().as_secs_f64());
+        }
+        self.last = Instant::now();
+    }
+}
+
 /// Signals that must not kill bot-bottle mid-launch. The number of the last
 /// one caught is stored (0: none): the agent gets the same signal, then
 /// teardown runs, and bot-bottle exits 128 + that number.
@@ -917,9 +954,12 @@ impl Docker {
         }
         c.args(["--label", &format!("{ROLE_LABEL}=net")]);
         c.args(["--network", &names.internal, "--hostname", slug]);
-        // Docker's embedded resolver forwards what it does not know to
-        // --dns; the reserved, unassigned gateway is a dead end on the
-        // bottle's own bridge.
+        // Docker's embedded resolver (127.0.0.11, which the agent could
+        // still ask) forwards what it does not know to --dns, from inside
+        // this namespace. A documentation address (RFC 5737 TEST-NET-2) has
+        // no route there once the holder sealed it, so a forward fails at
+        // once; an on-link dead end would hold the namespace (and teardown)
+        // for Docker's 4 s forward timeout.
         c.args(["--dns", dns]);
         // What `bb-init hold` needs before it drops to nobody.
         c.args(["--cap-drop", "ALL"]);
@@ -1006,8 +1046,7 @@ impl Docker {
         loop {
             let running = self
                 .output(&["inspect", "-f", "{{.State.Running}}", agent])
-                .map(|s| s.trim() == "true")
-                .unwrap_or(false);
+                .is_ok_and(|s| s.trim() == "true");
             if !running {
                 return;
             }
@@ -1053,7 +1092,7 @@ impl Docker {
         let run = || -> anyhow::Result<(bool, Vec<String>)> {
             self.create_internal_network(&names.internal, &labels)?;
             let gw = self.gateway(&names.internal)?;
-            self.start_holder(&names, &image, &labels, &slug, &gw)?;
+            self.start_holder(&names, &image, &labels, &slug, DEAD_END_DNS)?;
             self.probe(&names, Some(&gw))
         };
         let result = run();
@@ -1086,6 +1125,7 @@ impl Backend for Docker {
     ) -> anyhow::Result<i32> {
         let caught = hold_signals();
         let interrupted = || caught.load(Ordering::SeqCst);
+        let mut timing = Timing::new();
         // Docker would create a missing mount source as a folder; say so
         // before anything is created.
         if let Some(ca) =
@@ -1130,6 +1170,7 @@ impl Backend for Docker {
         meta.owner.clone_from(&owner);
         meta.write(&self.paths)?;
         Self::mint_ca(plan)?;
+        timing.mark("state and CA");
 
         let (bundle_image, daemons) = self.bundle_image(&plan.daemons)?;
         for d in &plan.daemons {
@@ -1150,6 +1191,7 @@ impl Backend for Docker {
             }
             None => self.agent_image(plan)?,
         };
+        timing.mark("images");
         if interrupted() != 0 {
             eprintln!("interrupted before the bottle started; nothing is left");
             return Ok(interrupted_status(interrupted()));
@@ -1174,6 +1216,7 @@ impl Backend for Docker {
         guard.networks.push(names.internal.clone());
         self.create_internal_network(&names.internal, &labels)?;
         let gateway = self.gateway(&names.internal)?;
+        timing.mark("networks");
 
         // The bundle: tokens by name on argv, values in docker's env.
         let mut c = self.cmd();
@@ -1231,7 +1274,7 @@ impl Backend for Docker {
         // The bundle and the holder do not depend on each other: started
         // side by side (each `docker start` is a few hundred ms).
         guard.containers.push(names.net.clone());
-        let (bundle_up, holder_up) = std::thread::scope(|s| {
+        let (bundle_started, holder_started) = std::thread::scope(|s| {
             let holder =
                 s.spawn(|| self.start_holder(&names, &bundle_image, &labels, &plan.slug, &gateway));
             let bundle = self
@@ -1244,8 +1287,9 @@ impl Backend for Docker {
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("starting the holder panicked"))),
             )
         });
-        bundle_up?;
-        holder_up?;
+        bundle_started?;
+        holder_started?;
+        timing.mark("bundle and holder up");
         let bundle_ip = self.address(&names.bundle, &names.internal)?;
         let hosts_file = plan.state.root.join("hosts");
         let resolv_file = plan.state.root.join("resolv.conf");
@@ -1313,6 +1357,7 @@ impl Backend for Docker {
                 created,
             )
         });
+        timing.mark("agent created and provisioned, probe");
         let (isolated, lines) = probed?;
         if !isolated {
             return Err(IsolationError {
@@ -1359,6 +1404,7 @@ impl Backend for Docker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        timing.mark("agent ran");
         let sig = interrupted();
         let code = if sig == 0 {
             // The attach can end before the container (a docker CLI that

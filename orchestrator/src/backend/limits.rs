@@ -128,9 +128,9 @@ impl Limit {
 impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.memory;
-        if m % (1 << 30) == 0 {
+        if m.is_multiple_of(1 << 30) {
             write!(f, "memory {}g", m >> 30)?;
-        } else if m % (1 << 20) == 0 {
+        } else if m.is_multiple_of(1 << 20) {
             write!(f, "memory {}m", m >> 20)?;
         } else {
             write!(f, "memory {m} bytes")?;
