@@ -292,7 +292,16 @@ fn bottle_leftovers(f: &Fixture, prefix: &str) -> Vec<String> {
         .map(str::to_owned),
     );
     if let Ok(entries) = std::fs::read_dir(f.home.join(".bot-bottle/state")) {
-        left.extend(entries.flatten().map(|e| e.path().display().to_string()));
+        left.extend(
+            entries
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{prefix}-"))
+                })
+                .map(|e| e.path().display().to_string()),
+        );
     }
     left
 }

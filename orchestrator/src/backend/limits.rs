@@ -38,10 +38,11 @@ pub const BUNDLE_DEFAULT: Limit = Limit {
     memory: 1 << 30,
     pids: 512,
 };
-/// The network holder (a resolver and a sigwait): fixed.
+/// The network holder (a resolver, a sigwait, and the probe's few
+/// threads when it is exec'd in): fixed.
 pub const HOLDER: Limit = Limit {
-    memory: 32 << 20,
-    pids: 16,
+    memory: 64 << 20,
+    pids: 64,
 };
 
 /// Below these a container cannot even start its CLI.
