@@ -38,6 +38,16 @@ options:
 
 internal: bb-init --exec PROGRAM ARG... clears the signal mask and
 executes PROGRAM; bb-init starts each daemon this way.
+
+bottle network (see the bot-bottle docs, trust boundaries):
+  bb-init hold [--keep-routes]
+      PID 1 of a bottle's network holder: removes the default routes,
+      answers DNS on 127.0.0.1:53 (NXDOMAIN for all but the probe zone),
+      drops to nobody and waits for SIGTERM. --keep-routes (tests only)
+      leaves the routes in place.
+  bb-init probe [--host ADDR]... [--dns-ours ADDR:PORT] [--dns-silent ADDR:PORT]...
+      The isolation probe: one `isolation ok|FAIL CHECK: DETAIL` line per
+      check, exit 1 when any failed.
 ";
 
 /// What the command line asks for.
@@ -49,6 +59,13 @@ pub(crate) enum Command {
     Version,
     /// Start and supervise daemons.
     Run(Run),
+    /// `hold`: PID 1 of a bottle's network holder ([`crate::netns`]).
+    Hold {
+        /// Leave the default routes (tests break isolation on purpose).
+        keep_routes: bool,
+    },
+    /// `probe`: the isolation probe ([`crate::probe`]).
+    Probe(crate::probe::Opts),
     /// `--exec PROGRAM ARG...`: internal, how each daemon is started (see
     /// [`crate::exec`]).
     Exec {
@@ -92,6 +109,29 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             program,
             args: args.collect(),
         });
+    }
+    match args.peek().and_then(|a| a.to_str()) {
+        Some("hold") => {
+            args.next();
+            let mut keep_routes = false;
+            for a in args {
+                match a.to_str() {
+                    Some("--keep-routes") => keep_routes = true,
+                    _ => {
+                        return Err(UsageError(format!(
+                            "hold: unknown argument {:?} (usage: bb-init hold [--keep-routes])",
+                            a.to_string_lossy()
+                        )));
+                    }
+                }
+            }
+            return Ok(Command::Hold { keep_routes });
+        }
+        Some("probe") => {
+            args.next();
+            return parse_probe(args).map(Command::Probe);
+        }
+        _ => {}
     }
     let mut flags_done = false;
     while let Some(arg) = args.next() {
@@ -143,6 +183,44 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         )));
     }
     Ok(Command::Run(Run { root, daemons }))
+}
+
+/// `probe` flags.
+fn parse_probe(args: impl Iterator<Item = OsString>) -> Result<crate::probe::Opts, UsageError> {
+    let mut opts = crate::probe::Opts::default();
+    let mut args = args.map(|a| a.to_string_lossy().into_owned());
+    while let Some(flag) = args.next() {
+        let mut value = |what: &str| {
+            args.next()
+                .ok_or_else(|| UsageError(format!("probe: {flag} needs {what}")))
+        };
+        match flag.as_str() {
+            "--host" => {
+                let v = value("an address")?;
+                opts.hosts.push(v.parse().map_err(|_| {
+                    UsageError(format!("probe: --host {v:?} is not an IP address"))
+                })?);
+            }
+            "--dns-ours" | "--dns-silent" => {
+                let v = value("ADDR:PORT")?;
+                let addr = v
+                    .parse()
+                    .map_err(|_| UsageError(format!("probe: {flag} {v:?} is not ADDR:PORT")))?;
+                if flag == "--dns-ours" {
+                    opts.dns_ours = Some(addr);
+                } else {
+                    opts.dns_silent.push(addr);
+                }
+            }
+            "--proc" => opts.proc_root = Some(PathBuf::from(value("a folder")?)),
+            _ => {
+                return Err(UsageError(format!(
+                    "probe: unknown argument {flag:?} (usage: bb-init probe [--host ADDR]... [--dns-ours ADDR:PORT] [--dns-silent ADDR:PORT]...)"
+                )));
+            }
+        }
+    }
+    Ok(opts)
 }
 
 #[cfg(test)]
@@ -206,6 +284,37 @@ mod tests {
         assert!(parse_strs(&["--exec"]).is_err());
         // Only as the first argument.
         assert!(parse_strs(&["egress", "--exec", "x"]).is_err());
+    }
+
+    #[test]
+    fn hold_and_probe_take_their_flags() {
+        assert_eq!(
+            parse_strs(&["hold"]),
+            Ok(Command::Hold { keep_routes: false })
+        );
+        assert_eq!(
+            parse_strs(&["hold", "--keep-routes"]),
+            Ok(Command::Hold { keep_routes: true })
+        );
+        assert!(parse_strs(&["hold", "egress"]).is_err());
+        let Ok(Command::Probe(o)) = parse_strs(&[
+            "probe",
+            "--host",
+            "172.17.0.1",
+            "--host",
+            "fd00::2",
+            "--dns-ours",
+            "127.0.0.1:53",
+            "--dns-silent",
+            "127.0.0.11:53",
+        ]) else {
+            panic!("probe did not parse")
+        };
+        assert_eq!(o.hosts.len(), 2);
+        assert_eq!(o.dns_silent.len(), 1);
+        assert!(parse_strs(&["probe", "--host", "nope"]).is_err());
+        assert!(parse_strs(&["probe", "--host"]).is_err());
+        assert!(parse_strs(&["probe", "--bogus"]).is_err());
     }
 
     #[test]

@@ -13,13 +13,20 @@
 //! 64 before anything is started. The same binary is also the trampoline
 //! each daemon is started through ([`exec`]).
 //!
+//! `bb-init hold` and `bb-init probe` are the bottle's network holder and
+//! its isolation probe ([`netns`], [`probe`], [`dns`]): the same static
+//! binary, so they run from the bundle image in the agent's namespace.
+//!
 //! Only `std` and `nix` are linked: the binary must build with
 //! `crt-static` and run in an image with no libc of its own.
 
 mod cli;
 mod daemon;
+mod dns;
 mod exec;
+mod netns;
 mod output;
+mod probe;
 mod supervisor;
 
 use std::process::ExitCode;
@@ -49,6 +56,8 @@ fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<ExitCode, U
             return Ok(ExitCode::SUCCESS);
         }
         Command::Exec { program, args } => return Ok(exec::exec(&program, &args)),
+        Command::Hold { keep_routes } => return Ok(netns::hold(keep_routes)),
+        Command::Probe(opts) => return Ok(probe::run(&opts)),
         Command::Run(run) => run,
     };
     // Every binary is checked before the first is started: a half-started

@@ -18,6 +18,13 @@ pub const BOT_BOTTLE_UPSTREAM_CA: &str = "BOT_BOTTLE_UPSTREAM_CA";
 pub const BOT_BOTTLE_DOCKER_EGRESS_NETWORK: &str = "BOT_BOTTLE_DOCKER_EGRESS_NETWORK";
 /// The `docker` command to run (default `docker` on `PATH`).
 pub const BOT_BOTTLE_DOCKER: &str = "BOT_BOTTLE_DOCKER";
+/// Debug builds only, `1`: launch bottles with their isolation broken on
+/// purpose (the network holder keeps its default route, the internal bridge
+/// its address) so the e2e suite can watch the launch probe refuse them.
+/// Release builds ignore it.
+pub const BOT_BOTTLE_TEST_BREAK_ISOLATION: &str = "BOT_BOTTLE_TEST_BREAK_ISOLATION";
+/// `1`: print how long each phase of a launch took, to stderr.
+pub const BOT_BOTTLE_TIMING: &str = "BOT_BOTTLE_TIMING";
 /// Editor for `edit` (then `EDITOR`, then `vi`).
 pub const VISUAL: &str = "VISUAL";
 /// Editor for `edit` when `VISUAL` is unset.

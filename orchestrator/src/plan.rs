@@ -245,6 +245,8 @@ pub struct LaunchPlan {
     pub skills_dir: String,
     /// `--cwd`: the host folder copied into `workdir`.
     pub workspace: Option<PathBuf>,
+    /// Memory and pids limits of the agent and the bundle.
+    pub limits: crate::backend::Limits,
     /// Things the operator should read.
     pub warnings: Vec<String>,
 }
@@ -689,6 +691,8 @@ impl LaunchPlan {
             }
             None => provider.dockerfile.clone(),
         };
+        let limits = crate::backend::Limits::from_layer(bottle.merged.limits.as_ref())
+            .map_err(|m| bad(format!("{}: {m}", bottle.chain[0].display())))?;
         let mut files_read = vec![agent.file.clone()];
         files_read.extend(bottle.chain.iter().cloned());
         Ok(LaunchPlan {
@@ -723,6 +727,7 @@ impl LaunchPlan {
                 .unwrap_or("{home}/.claude/skills")
                 .replace("{home}", &provider.def.home),
             workspace: opts.workspace.clone(),
+            limits,
             warnings,
         })
     }
@@ -845,6 +850,11 @@ impl fmt::Display for LaunchPlan {
         )?;
         let daemons: Vec<&str> = self.daemons.iter().map(|d| d.name()).collect();
         writeln!(f, "  sidecar daemons: {}", daemons.join(", "))?;
+        writeln!(
+            f,
+            "  limits: agent {}; bundle {}",
+            self.limits.agent, self.limits.bundle
+        )?;
         writeln!(
             f,
             "  egress allowlist ({} routes):",

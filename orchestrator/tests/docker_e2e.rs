@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fmt::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -178,6 +179,30 @@ fn fixture(tag: &str) -> Fixture {
         &plugin.join("provider.yaml"),
         "command: [/bin/busybox, sh]\nhome: /root\nworkdir: /work\nfiles:\n  - path: \"{home}/hello.txt\"\n    content: \"hello {label}\\n\"\n",
     );
+    // A realistic agent: the shared Debian image, as a plugin whose user is
+    // not root. Its image is built only by the tests that start it.
+    let deb = home.join(".bot-bottle/contrib/deb");
+    std::fs::create_dir_all(&deb).unwrap();
+    std::fs::copy(bins.join("bb-probe"), deb.join("bb-probe")).unwrap();
+    write(
+        &deb.join("Dockerfile"),
+        &format!(
+            "FROM {}\nCOPY bb-probe /usr/local/bin/\nUSER agent\n",
+            bb_testkit::debian::tag()
+        ),
+    );
+    write(
+        &deb.join("provider.yaml"),
+        "command: [/bin/bash]\nhome: /home/agent\nuser: agent\nworkdir: /home/agent/work\n",
+    );
+    write(
+        &home.join(".bot-bottle/bottles/deb.md"),
+        "---\nagent_provider:\n  template: deb\nsupervise: false\n---\n",
+    );
+    write(
+        &home.join(".bot-bottle/agents/deb.md"),
+        "---\nbottle: deb\n---\n",
+    );
     write(
         &home.join(".bot-bottle/bottles/e2e.md"),
         "---\nagent_provider:\n  template: e2e\nsupervise: false\nenv:\n  UPSTREAM_TOKEN: ${E2E_UPSTREAM_TOKEN}\n  GREETING: hi\negress:\n  routes:\n    - host: upstream.test\n      allow_private: true\n      auth:\n        scheme: Bearer\n        token_ref: UPSTREAM_TOKEN\n---\n",
@@ -267,7 +292,16 @@ fn bottle_leftovers(f: &Fixture, prefix: &str) -> Vec<String> {
         .map(str::to_owned),
     );
     if let Ok(entries) = std::fs::read_dir(f.home.join(".bot-bottle/state")) {
-        left.extend(entries.flatten().map(|e| e.path().display().to_string()));
+        left.extend(
+            entries
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{prefix}-"))
+                })
+                .map(|e| e.path().display().to_string()),
+        );
     }
     left
 }
@@ -423,6 +457,21 @@ fn commit_then_resume_boots_the_snapshot() {
         String::from_utf8_lossy(&first.stderr)
     );
 
+    // With the snapshot's image gone, resume says so and boots a rebuilt
+    // image (the image is set aside and put back after).
+    let image = format!("bot-bottle-commit/{slug}:latest");
+    let keep = format!("bb-e2e-keep-{}:1", std::process::id());
+    docker_ok(&["tag", &image, &keep]);
+    docker_ok(&["rmi", &image]);
+    let (code, out, err, _) = run(
+        &f,
+        &["resume", &slug, "--yes", "--", "/bin/busybox", "true"],
+    );
+    assert_eq!(code, 0, "resume without the image: {out}{err}");
+    assert!(err.contains("is gone; rebuilding"), "{err}");
+    docker_ok(&["tag", &keep, &image]);
+    docker_ok(&["rmi", &keep]);
+
     // The snapshot boots with the file the first run wrote.
     let (code, out, err, _) = run(
         &f,
@@ -444,14 +493,23 @@ fn commit_then_resume_boots_the_snapshot() {
         .filter(|l| !l.contains("/.bot-bottle/state/"))
         .collect();
     assert_eq!(left, Vec::<String>::new());
-    // With the snapshot gone, resume says so and boots a rebuilt image.
-    docker_ok(&["rmi", &format!("bot-bottle-commit/{slug}:latest")]);
-    let (code, out, err, _) = run(
-        &f,
-        &["resume", &slug, "--yes", "--", "/bin/busybox", "true"],
+    // Snapshots are listed, and removed only by asking for it.
+    let (_, out, _, _) = run(&f, &["list", "snapshots"]);
+    assert!(out.contains(&slug) && out.contains(&image), "{out}");
+    let (code, _, err, _) = run(&f, &["rm-snapshot", &slug]);
+    assert_ne!(code, 0, "removed without --yes: {err}");
+    let (code, out, err, _) = run(&f, &["rm-snapshot", &slug, "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !docker(&["image", "inspect", &image]).status.success(),
+        "image left"
     );
-    assert_eq!(code, 0, "resume without the image: {out}{err}");
-    assert!(err.contains("is gone; rebuilding"), "{err}");
+    assert!(
+        !f.home.join(".bot-bottle/state").join(&slug).exists(),
+        "state left"
+    );
+    let (_, out, _, _) = run(&f, &["list", "snapshots"]);
+    assert!(out.contains("no snapshots"), "{out}");
 }
 
 /// Waits until `list active` shows a running bottle whose slug starts with
@@ -460,10 +518,9 @@ fn wait_running(f: &Fixture, prefix: &str) -> String {
     let deadline = Instant::now() + Duration::from_mins(3);
     loop {
         let (_, out, _, _) = run(f, &["list", "active"]);
-        if let Some(line) = out
-            .lines()
-            .find(|l| l.starts_with(&format!("{prefix}-")) && l.ends_with("running"))
-        {
+        if let Some(line) = out.lines().find(|l| {
+            l.starts_with(&format!("{prefix}-")) && l.split('\t').nth(2) == Some("running")
+        }) {
             return line.split('\t').next().unwrap().to_owned();
         }
         assert!(Instant::now() < deadline, "bottle never ran: {out}");
@@ -540,35 +597,86 @@ fn a_launch_that_fails_half_way_leaves_nothing() {
         !argv.contains(UPSTREAM_TOKEN),
         "a token value was on a docker command line"
     );
+
+    // A bottle whose isolation is broken on purpose (test-only knob: the
+    // holder keeps its default route, the bridge its address) never runs
+    // its agent: the launch probe names the check, and all is torn down.
+    let out = bot_bottle(
+        &f,
+        &[
+            "start",
+            "e2e",
+            "--yes",
+            "--label",
+            "broken",
+            "--",
+            "/bin/busybox",
+            "echo",
+            "AGENT-RAN",
+        ],
+    )
+    .env("BOT_BOTTLE_TEST_BREAK_ISOLATION", "1")
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stdout.contains("AGENT-RAN"), "the agent ran: {stdout}");
+    assert!(
+        stderr.contains("isolation probe failed")
+            && stderr.contains("FAIL default-route")
+            && stderr.contains("what to do"),
+        "{stderr}"
+    );
+    assert_eq!(bottle_leftovers(&f, "broken"), Vec::<String>::new());
 }
 
 #[test]
-fn doctor_checks_isolation_and_cleanup_removes_what_a_killed_launch_left() {
+fn doctor_probes_isolation_and_cleanup_removes_a_live_bottle_whose_launcher_was_killed() {
     if !ready() {
         return;
     }
     let f = fixture("clean");
     let (mut launch, slug) = start_sleeping(&f, "killed");
 
-    // doctor inspects the running bottle's isolation.
+    // doctor runs the launch probe in the running bottle and in a
+    // throw-away one, and reports what it saw.
     let (_, out, err, _) = run(&f, &["doctor"]);
     let line = out
         .lines()
         .find(|l| l.contains(&format!("isolation of {slug}")))
         .unwrap_or_else(|| panic!("{out}{err}"));
-    assert!(line.starts_with("ok"), "{line}");
+    assert!(
+        line.starts_with("ok") && line.contains("no default route"),
+        "{line}"
+    );
+    let throwaway = out
+        .lines()
+        .find(|l| l.contains("isolation (throw-away bottle)"))
+        .unwrap_or_else(|| panic!("{out}{err}"));
+    assert!(throwaway.starts_with("ok"), "{throwaway}");
 
-    // bot-bottle dies without tearing down; the agent then stops.
+    // While its bot-bottle lives, cleanup leaves the bottle alone.
+    let (code, out, err, _) = run(&f, &["cleanup", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains(&slug), "a live bottle was offered: {out}");
+
+    // kill -9: no teardown runs; agent and bundle keep running.
     launch.kill().unwrap();
     let _ = launch.wait();
-    docker_ok(&["stop", "-t", "1", &format!("bb-{slug}-agent")]);
-    assert!(!bottle_leftovers(&f, "killed").is_empty());
+    let agent = format!("bb-{slug}-agent");
+    assert_eq!(
+        docker_ok(&["inspect", "-f", "{{.State.Running}}", &agent]).trim(),
+        "true"
+    );
+    let (_, out, _, _) = run(&f, &["list", "active"]);
+    assert!(out.contains("gone"), "{out}");
 
     // Without a terminal, cleanup previews and asks for --yes.
     let (code, out, err, _) = run(&f, &["cleanup"]);
     assert_ne!(code, 0);
     assert!(
-        out.contains(&format!("bb-{slug}-agent")) && err.contains("--yes"),
+        out.contains(&agent) && out.contains(&format!("bb-{slug}-net")) && err.contains("--yes"),
         "{out}{err}"
     );
     assert!(
@@ -578,6 +686,271 @@ fn doctor_checks_isolation_and_cleanup_removes_what_a_killed_launch_left() {
     let (code, out, err, _) = run(&f, &["cleanup", "--yes"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(bottle_leftovers(&f, "killed"), Vec::<String>::new());
+}
+
+/// Local IPv4 addresses of this host (its own and every bridge gateway).
+fn host_ipv4s() -> Vec<String> {
+    let trie = std::fs::read_to_string("/proc/net/fib_trie").unwrap();
+    let mut out = Vec::new();
+    let mut last = String::new();
+    for line in trie.lines() {
+        let t = line.trim_start_matches([' ', '|', '+', '-']).trim();
+        if t.parse::<std::net::Ipv4Addr>().is_ok() {
+            t.clone_into(&mut last);
+        } else if t.contains("/32 host LOCAL") && !last.starts_with("127.") && !out.contains(&last)
+        {
+            out.push(last.clone());
+        }
+    }
+    out
+}
+
+/// A listener that counts what reaches it.
+struct Tap {
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Tap {
+    fn new() -> Self {
+        Self {
+            hits: std::sync::Arc::default(),
+        }
+    }
+
+    fn tcp(&self, l: std::net::TcpListener) {
+        let hits = std::sync::Arc::clone(&self.hits);
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let mut buf = [0u8; 600];
+                let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
+                let n = std::io::Read::read(&mut &c, &mut buf).unwrap_or(0);
+                hits.lock().unwrap().push(format!(
+                    "tcp {} from {:?}: {:?}",
+                    c.local_addr().unwrap(),
+                    c.peer_addr(),
+                    String::from_utf8_lossy(&buf[..n])
+                ));
+            }
+        });
+    }
+
+    fn udp(&self, s: std::net::UdpSocket) {
+        let hits = std::sync::Arc::clone(&self.hits);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, peer)) = s.recv_from(&mut buf) {
+                hits.lock().unwrap().push(format!(
+                    "udp {} from {peer}: {:?}",
+                    s.local_addr().unwrap(),
+                    String::from_utf8_lossy(&buf[..n])
+                ));
+            }
+        });
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+/// Binds `addr`, waiting while another test run holds it (port 53).
+fn bind_retry<T>(addr: &str, bind: impl Fn(&str) -> std::io::Result<T>) -> T {
+    let deadline = Instant::now() + Duration::from_mins(2);
+    loop {
+        match bind(addr) {
+            Ok(s) => return s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot bind {addr}: {e}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_debian_agent_reaches_no_host_address_and_no_resolver() {
+    if !ready() {
+        return;
+    }
+    let _ = bb_testkit::debian::image();
+    let f = fixture("deb");
+    let hosts = host_ipv4s();
+    assert!(!hosts.is_empty());
+    let tap = Tap::new();
+    // A host service on 0.0.0.0, and one on each host address (bridge
+    // gateways included) on a port of its own.
+    let any = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let any_port = any.local_addr().unwrap().port();
+    tap.tcp(any);
+    let mut targets = Vec::new();
+    for h in &hosts {
+        targets.push(format!("{h}:{any_port}"));
+        let l = std::net::TcpListener::bind(format!("{h}:0")).unwrap();
+        targets.push(l.local_addr().unwrap().to_string());
+        tap.tcp(l);
+    }
+    // A resolver of the test on every host address: UDP and TCP port 53.
+    tap.udp(bind_retry("0.0.0.0:53", |a| std::net::UdpSocket::bind(a)));
+    tap.tcp(bind_retry("0.0.0.0:53", |a| std::net::TcpListener::bind(a)));
+    let nonce = format!(
+        "leak{}x{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    );
+    let mut script =
+        String::from("echo '== route'; ip -4 route; ip -6 route; echo '== addr'; ip addr\n");
+    // The agent's own network's gateway: the first address of its subnet.
+    script.push_str("gw=$(ip -4 route | awk '/ dev / && !/default/ {split($1,a,\"/\"); split(a[1],o,\".\"); print o[1]\".\"o[2]\".\"o[3]\".\"o[4]+1; exit}')\n");
+    let _ = writeln!(
+        script,
+        "echo '== gw'; echo $gw; bb-probe tcp $gw:{any_port} --timeout-ms 500; bb-probe udp $gw:53 --timeout-ms 500"
+    );
+    script.push_str("echo '== tcp'\n");
+    for t in &targets {
+        let _ = writeln!(script, "bb-probe tcp {t} --timeout-ms 500");
+        let _ = writeln!(
+            script,
+            "curl -sS -m 2 --noproxy '*' -o /dev/null -w '%{{http_code}}\\n' http://{t}/ || true"
+        );
+    }
+    script.push_str("echo '== dns'\n");
+    let _ = writeln!(script, "getent hosts {nonce}-sys.example; echo getent=$?");
+    let _ = writeln!(
+        script,
+        "dig +tries=1 +time=1 @127.0.0.11 {nonce}-docker.example | grep -E 'status|ANSWER' "
+    );
+    for h in hosts.iter().chain(std::iter::once(&"$gw".to_owned())) {
+        let _ = writeln!(
+            script,
+            "dig +tries=1 +time=1 @{h} {nonce}-direct.example >/dev/null; echo dig-{h}=$?"
+        );
+        let _ = writeln!(
+            script,
+            "dig +tcp +tries=1 +time=1 @{h} {nonce}-tcp.example >/dev/null; echo digtcp-{h}=$?"
+        );
+    }
+    script.push_str("echo '== whoami'; id -un\necho '== end'\n");
+    let (code, out, err, took) = run(
+        &f,
+        &["start", "deb", "--yes", "--", "/bin/bash", "-c", &script],
+    );
+    eprintln!("launch + run took {took:?}\nstdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("isolation ok") || !err.contains("FAIL"),
+        "{err}"
+    );
+    let route = section(&out, "route");
+    assert!(
+        !route.contains("default"),
+        "the agent has a default route:\n{route}"
+    );
+    assert!(!section(&out, "addr").contains("inet6"), "{out}");
+    let tcp = section(&out, "tcp");
+    assert!(!tcp.contains("connected"), "{tcp}");
+    assert!(!section(&out, "gw").contains("connected"), "{out}");
+    assert!(section(&out, "whoami").contains("agent"), "{out}");
+    // Give late packets a moment, then: nothing reached the host.
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = tap.seen();
+    assert!(seen.is_empty(), "the agent reached the host:\n{seen:#?}");
+    assert_eq!(bottle_leftovers(&f, "deb"), Vec::<String>::new());
+}
+
+#[test]
+fn two_bottles_stay_apart_and_a_group_sigint_runs_the_agents_trap() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("pair");
+    let (mut a, slug_a) = start_sleeping(&f, "pair-a");
+    // B's agent traps SIGINT; its bot-bottle leads its own process group,
+    // as a shell would make it.
+    let script =
+        "trap 'echo TRAPPED; exit 5' INT; echo ready; while :; do /bin/busybox sleep 0.2; done";
+    let b = bot_bottle(
+        &f,
+        &[
+            "start",
+            "e2e",
+            "--yes",
+            "--label",
+            "pair-b",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+    .process_group(0)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let slug_b = wait_running(&f, "pair-b");
+
+    // A cannot reach any of B's addresses, nor B's bundle ports.
+    let mut b_addrs = Vec::new();
+    for c in [format!("bb-{slug_b}-net"), format!("bb-{slug_b}-bundle")] {
+        let ips = docker_ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            &c,
+        ]);
+        b_addrs.extend(ips.split_whitespace().map(str::to_owned));
+    }
+    assert!(!b_addrs.is_empty());
+    for ip in &b_addrs {
+        for port in ["9099", "53", "22"] {
+            let out = docker(&[
+                "exec",
+                &format!("bb-{slug_a}-agent"),
+                "/bin/bb-probe",
+                "tcp",
+                &format!("{ip}:{port}"),
+                "--timeout-ms",
+                "500",
+            ]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !text.contains("connected"),
+                "A reached B at {ip}:{port}: {text}"
+            );
+        }
+    }
+
+    // Ctrl-C as a terminal would send it: SIGINT to B's whole group.
+    let pid = b.id();
+    let status = Command::new("kill")
+        .args(["-INT", "--", &format!("-{pid}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = b.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "an interrupted run exits 130\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("TRAPPED"),
+        "the agent's trap did not run:\n{stdout}"
+    );
+    assert_eq!(bottle_leftovers(&f, "pair-b"), Vec::<String>::new());
+
+    // A is untouched, and SIGTERM to its bot-bottle alone exits 143.
+    assert!(!bottle_leftovers(&f, "pair-a").is_empty());
+    Command::new("kill")
+        .args(["-TERM", &a.id().to_string()])
+        .status()
+        .unwrap();
+    let status = a.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert_eq!(bottle_leftovers(&f, "pair-a"), Vec::<String>::new());
 }
 
 /// Launch time, cold (bundle and agent images removed first) and warm.

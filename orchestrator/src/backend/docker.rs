@@ -1,33 +1,43 @@
-//! The Docker backend: a bottle is two networks and two containers.
+//! The Docker backend: a bottle is two networks and three containers.
 //!
-//! - `bb-<slug>-int`, created `--internal`: no gateway, so nothing on it
-//!   has a route off the box. The agent is attached to it alone.
+//! - `bb-<slug>-int`, created `--internal` with
+//!   `com.docker.network.bridge.inhibit_ipv4`: the bridge has no address,
+//!   so the host has none on the agent's segment.
 //! - `bb-<slug>-ext` (or `BOT_BOTTLE_DOCKER_EGRESS_NETWORK`): the bundle's
 //!   way out.
 //! - The bundle (`FROM scratch`: `bb-init` as PID 1 and `bb-egress`), on
 //!   both networks, answering as `egress`, `git-gate` and `supervise` on the
 //!   internal one.
-//! - The agent, created from the provider image, provisioned through
-//!   `docker cp` archives before it starts (no shell needed in the image),
-//!   then started attached.
+//! - The network holder `bb-<slug>-net` (the bundle image running
+//!   `bb-init hold`), on the internal network only: it deletes the default
+//!   route Docker gives every bridge container, answers DNS itself, and
+//!   drops to `nobody`. The agent joins its namespace.
+//! - The agent, created from the provider image in the holder's network
+//!   namespace, with our `/etc/hosts` and `/etc/resolv.conf`, provisioned
+//!   through `docker cp` archives before it starts (no shell needed in the
+//!   image), then started attached once `bb-init probe` passed in that
+//!   namespace.
 //!
 //! Secrets reach `docker` only through its process environment: `-e NAME`
 //! on the command line, the value in the child's environment. Everything
-//! created carries the label `bot-bottle.slug` so `cleanup` finds what a
-//! crashed launch left, and a [`Teardown`] guard removes it on every exit
-//! path of [`Docker::launch`].
+//! created carries the labels `bot-bottle.slug`, `bot-bottle.root` (the
+//! operator's state root: operators sharing an engine never see each
+//! other's bottles) and `bot-bottle.owner` (the launching process), so
+//! `cleanup` finds what a killed launch left, and a [`Teardown`] guard
+//! removes it on every exit path of [`Docker::launch`].
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use super::{ActiveBottle, Backend, Check, Meta, Resource, RunRequest};
+use super::{ActiveBottle, Backend, Check, Meta, Owner, Resource, RunRequest, Snapshot, limits};
 use crate::env_vars;
 use crate::paths::Paths;
 use crate::plan::{AGENT_CA_PATH, AGENT_TRUST_BUNDLE, Daemon, LaunchPlan, Secrets};
@@ -39,6 +49,25 @@ pub const SLUG_LABEL: &str = "bot-bottle.slug";
 pub const ROLE_LABEL: &str = "bot-bottle.role";
 /// Label with the agent's name.
 pub const AGENT_LABEL: &str = "bot-bottle.agent";
+/// Label with the operator's state root: `list`, `cleanup` and `doctor`
+/// only ever see objects carrying their own.
+pub const ROOT_LABEL: &str = "bot-bottle.root";
+/// Label with the launching process ([`Owner`], `PID:START:BOOT`).
+pub const OWNER_LABEL: &str = "bot-bottle.owner";
+/// Label on committed snapshot images.
+pub const SNAPSHOT_LABEL: &str = "bot-bottle.snapshot";
+
+/// How long the agent gets to act on a forwarded signal (its traps run)
+/// before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The resolver the agent's `/etc/resolv.conf` names (the holder's).
+const AGENT_RESOLVER: &str = "127.0.0.1:53";
+/// Docker's embedded resolver in every user-network container.
+const DOCKER_RESOLVER: &str = "127.0.0.11:53";
+/// Where Docker's embedded resolver in a bottle forwards to: an address
+/// with no route in the sealed namespace (see `start_holder`).
+const DEAD_END_DNS: &str = "198.51.100.53";
 
 /// Runs bottles on a Docker engine.
 #[derive(Debug, Clone)]
@@ -58,6 +87,8 @@ pub struct Names {
     pub internal: String,
     /// The way-out network.
     pub egress: String,
+    /// The network holder, whose namespace the agent joins.
+    pub net: String,
 }
 
 impl Names {
@@ -69,6 +100,7 @@ impl Names {
             bundle: format!("bb-{slug}-bundle"),
             internal: format!("bb-{slug}-int"),
             egress: format!("bb-{slug}-ext"),
+            net: format!("bb-{slug}-net"),
         }
     }
 }
@@ -83,11 +115,27 @@ struct Teardown<'a> {
 
 impl Drop for Teardown<'_> {
     fn drop(&mut self) {
-        for c in self.containers.iter().rev() {
+        let mut timing = Timing::new();
+        // One command each: teardown is on every launch's critical path.
+        // The agent first (it holds the holder's namespace), then the
+        // others side by side.
+        let (agent, rest): (Vec<&String>, Vec<&String>) =
+            self.containers.iter().partition(|c| c.ends_with("-agent"));
+        for c in agent {
             let _ = self.docker.quiet(&["rm", "-f", "-v", c]);
         }
-        for n in self.networks.iter().rev() {
-            let _ = self.docker.quiet(&["network", "rm", n]);
+        let docker = self.docker;
+        std::thread::scope(|s| {
+            for c in rest {
+                s.spawn(move || docker.quiet(&["rm", "-f", "-v", c]));
+            }
+        });
+        timing.mark("teardown: containers");
+        if !self.networks.is_empty() {
+            let mut args = vec!["network", "rm"];
+            args.extend(self.networks.iter().rev().map(String::as_str));
+            let _ = self.docker.quiet(&args);
+            timing.mark("teardown: networks");
         }
         if let Some((dir, slug)) = &self.state {
             // `commit` may have marked the bottle preserved while it ran.
@@ -109,10 +157,27 @@ impl Docker {
         Self { paths, docker }
     }
 
+    /// A docker command in a process group of its own: a signal to
+    /// bot-bottle's group (Ctrl-C) reaches bot-bottle, which decides, and
+    /// never kills a docker command half-way.
     fn cmd(&self) -> Command {
         let mut c = Command::new(&self.docker);
-        c.stdin(Stdio::null());
+        c.stdin(Stdio::null()).process_group(0);
         c
+    }
+
+    /// `--label` values every object of bottle `slug` carries.
+    fn labels(&self, slug: &str, owner: &str) -> Vec<String> {
+        vec![
+            format!("{SLUG_LABEL}={slug}"),
+            self.root_label(),
+            format!("{OWNER_LABEL}={owner}"),
+        ]
+    }
+
+    /// `bot-bottle.root=<state root>`, the filter for this operator.
+    fn root_label(&self) -> String {
+        format!("{ROOT_LABEL}={}", self.paths.state_root().display())
     }
 
     /// Runs docker, returning stdout; the error carries stderr.
@@ -276,16 +341,17 @@ impl Docker {
                     content_hash(&[("Dockerfile", text.as_bytes())])
                 );
                 if !self.image_exists(&tag) {
-                    let ctx = tempdir()?;
-                    std::fs::write(ctx.join("Dockerfile"), text)?;
-                    let r = self.build(
+                    let ctx = tempfile::Builder::new()
+                        .prefix("bot-bottle-build-")
+                        .tempdir()
+                        .context("creating a build folder")?;
+                    std::fs::write(ctx.path().join("Dockerfile"), text)?;
+                    self.build(
                         &tag,
-                        &ctx.join("Dockerfile"),
-                        &ctx,
+                        &ctx.path().join("Dockerfile"),
+                        ctx.path(),
                         &[("bot-bottle.provider", name)],
-                    );
-                    let _ = std::fs::remove_dir_all(&ctx);
-                    r?;
+                    )?;
                 }
                 Ok(tag)
             }
@@ -658,28 +724,389 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> a
     Ok(())
 }
 
-fn tempdir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "bot-bottle-build-{}-{}",
-        std::process::id(),
-        content_hash(&[("t", format!("{:?}", Instant::now()).as_bytes())])
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// Phase timings of a launch, printed to stderr when
+/// [`env_vars::BOT_BOTTLE_TIMING`] is `1` (where a launch's time goes).
+struct Timing {
+    on: bool,
+    last: Instant,
 }
 
-/// Signals that must not kill bot-bottle mid-launch: they end the agent
-/// (docker forwards them) and teardown still runs.
-fn hold_signals() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
+impl Timing {
+    fn new() -> Self {
+        Self {
+            on: std::env::var(env_vars::BOT_BOTTLE_TIMING).is_ok_and(|v| v == "1"),
+            last: Instant::now(),
+        }
+    }
+
+    fn mark(&mut self, phase: &str) {
+        if self.on {
+            eprintln!("timing {phase}: {:.3}s", self.last.elapsed().as_secs_f64());
+        }
+        self.last = Instant::now();
+    }
+}
+
+/// Signals that must not kill bot-bottle mid-launch. The number of the last
+/// one caught is stored (0: none): the agent gets the same signal, then
+/// teardown runs, and bot-bottle exits 128 + that number.
+fn hold_signals() -> Arc<AtomicUsize> {
+    let caught = Arc::new(AtomicUsize::new(0));
     for sig in [
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ] {
-        let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
+        let _ = signal_hook::flag::register_usize(
+            sig,
+            Arc::clone(&caught),
+            usize::try_from(sig).unwrap_or(0),
+        );
     }
-    flag
+    caught
+}
+
+/// The name `docker kill --signal` takes.
+fn signal_name(sig: usize) -> &'static str {
+    match sig {
+        1 => "HUP",
+        2 => "INT",
+        _ => "TERM",
+    }
+}
+
+/// Exit status for an interrupted run: 128 + the signal (130 for SIGINT,
+/// 143 for SIGTERM, 129 for SIGHUP), never 0.
+fn interrupted_status(sig: usize) -> i32 {
+    128 + i32::try_from(sig).unwrap_or(15)
+}
+
+/// A test-only way to launch a bottle with its isolation broken on purpose
+/// (the holder keeps its default route, the bridge keeps its address), so
+/// the e2e suite can watch the launch probe refuse it. Read from
+/// [`env_vars::BOT_BOTTLE_TEST_BREAK_ISOLATION`] in debug builds only; a
+/// release build ignores it, and no manifest can set bot-bottle's
+/// environment.
+fn isolation_broken_for_tests() -> bool {
+    cfg!(debug_assertions)
+        && std::env::var(env_vars::BOT_BOTTLE_TEST_BREAK_ISOLATION).is_ok_and(|v| v == "1")
+}
+
+/// The launch probe found the bottle open; it was torn down.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe_isolation_failure(slug, failures))]
+pub struct IsolationError {
+    /// The bottle.
+    pub slug: String,
+    /// The probe's `FAIL` lines (`check: detail`).
+    pub failures: Vec<String>,
+}
+
+fn describe_isolation_failure(slug: &str, failures: &[String]) -> String {
+    let mut out = format!(
+        "the isolation probe failed in bottle {slug}; it was torn down before the agent ran:"
+    );
+    for f in failures {
+        let _ = write!(out, "\n  FAIL {f}");
+        let check = f.split(':').next().unwrap_or("");
+        let advice = match check {
+            "default-route" | "public-route" => {
+                "the agent's namespace still routes off the box: the network holder could not remove Docker's default route (the engine must allow NET_ADMIN in a container)"
+            }
+            "host-reachable" => {
+                "a host address answers from inside the bottle: the internal network's bridge has an address (the engine ignored com.docker.network.bridge.inhibit_ipv4) or a route leads to the host"
+            }
+            "ipv6" => {
+                "the agent's namespace has IPv6 addresses: the engine enabled IPv6 on the bottle's internal network"
+            }
+            "dns-resolver" => {
+                "the bottle's resolver did not answer on 127.0.0.1:53: the network holder is not running"
+            }
+            "dns-leak" => {
+                "Docker's resolver in the bottle resolved a unique name: lookups would leave the namespace (DNS exfiltration)"
+            }
+            _ => "the probe could not run",
+        };
+        let _ = write!(out, "\n       {advice}");
+    }
+    out.push_str(
+        "\nwhat to do: run `bot-bottle doctor` (it runs the same probe on a throw-away bottle) and do not run agents on this engine until it passes",
+    );
+    out
+}
+
+/// Addresses of this host that a bottle must not reach: every local IPv4
+/// address (the host's own and every bridge gateway, from
+/// `/proc/net/fib_trie`) and every global IPv6 address (`/proc/net/if_inet6`),
+/// loopback excluded (inside the bottle it is the bottle's own).
+fn host_addresses() -> Vec<std::net::IpAddr> {
+    let mut out: Vec<std::net::IpAddr> = Vec::new();
+    let trie = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
+    let mut last: Option<std::net::Ipv4Addr> = None;
+    for line in trie.lines() {
+        let t = line.trim_start_matches([' ', '|', '+', '-']).trim();
+        if let Ok(ip) = t.parse::<std::net::Ipv4Addr>() {
+            last = Some(ip);
+        } else if t.contains("/32 host LOCAL")
+            && let Some(ip) = last
+            && !ip.is_loopback()
+            && !out.contains(&ip.into())
+        {
+            out.push(ip.into());
+        }
+    }
+    let v6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+    for line in v6.lines() {
+        let hex = line.split_whitespace().next().unwrap_or("");
+        if let Ok(bits) = u128::from_str_radix(hex, 16) {
+            let ip = std::net::Ipv6Addr::from(bits);
+            // Link-local addresses need a scope to be reached at all, and
+            // the probe's ipv6 check already refuses any IPv6 in the bottle.
+            if !ip.is_loopback()
+                && (ip.segments()[0] & 0xffc0) != 0xfe80
+                && !out.contains(&ip.into())
+            {
+                out.push(ip.into());
+            }
+        }
+    }
+    out
+}
+
+/// The agent's `/etc/hosts`: the bundle's names and its own.
+fn agent_hosts(bundle_ip: &str, slug: &str) -> String {
+    format!(
+        "127.0.0.1\tlocalhost {slug}\n::1\tlocalhost ip6-localhost ip6-loopback\n{bundle_ip}\tegress git-gate supervise\n"
+    )
+}
+
+/// The agent's `/etc/resolv.conf`: the holder's resolver, nothing else.
+const AGENT_RESOLV_CONF: &str = "nameserver 127.0.0.1\noptions ndots:0 timeout:1 attempts:1\n";
+
+/// Writes a world-readable file (the agent's hosts and resolv.conf are
+/// bind-mounted read-only and read by its user; they hold no secret).
+fn write_public(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+    Ok(())
+}
+
+impl Docker {
+    /// The internal network: no masquerade target, no address on the bridge.
+    fn create_internal_network(&self, name: &str, labels: &[String]) -> anyhow::Result<()> {
+        let mut args = vec!["network", "create", "--internal"];
+        if !isolation_broken_for_tests() {
+            args.extend(["-o", "com.docker.network.bridge.inhibit_ipv4=true"]);
+        }
+        for l in labels {
+            args.extend(["--label", l.as_str()]);
+        }
+        args.push(name);
+        self.output(&args)?;
+        Ok(())
+    }
+
+    /// The gateway address Docker reserved on `network` (unassigned on an
+    /// inhibited bridge).
+    fn gateway(&self, network: &str) -> anyhow::Result<String> {
+        let gw = self.output(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
+            network,
+        ])?;
+        gw.split_whitespace()
+            .next()
+            .map(str::to_owned)
+            .with_context(|| format!("network {network} has no IPv4 subnet"))
+    }
+
+    /// `container`'s address on `network`.
+    fn address(&self, container: &str, network: &str) -> anyhow::Result<String> {
+        let ip = self.output(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+            container,
+        ])?;
+        let ip = ip.trim();
+        if ip.is_empty() {
+            bail!("{container} has no address on {network}");
+        }
+        Ok(ip.to_owned())
+    }
+
+    /// Creates and starts the network holder of a bottle.
+    fn start_holder(
+        &self,
+        names: &Names,
+        image: &str,
+        labels: &[String],
+        slug: &str,
+        dns: &str,
+    ) -> anyhow::Result<()> {
+        let mut c = self.cmd();
+        c.args(["create", "--name", &names.net]);
+        for l in labels {
+            c.arg("--label").arg(l);
+        }
+        c.args(["--label", &format!("{ROLE_LABEL}=net")]);
+        c.args(["--network", &names.internal, "--hostname", slug]);
+        // Docker's embedded resolver (127.0.0.11, which the agent could
+        // still ask) forwards what it does not know to --dns, from inside
+        // this namespace. A documentation address (RFC 5737 TEST-NET-2) has
+        // no route there once the holder sealed it, so a forward fails at
+        // once; an on-link dead end would hold the namespace (and teardown)
+        // for Docker's 4 s forward timeout.
+        c.args(["--dns", dns]);
+        // What `bb-init hold` needs before it drops to nobody.
+        c.args(["--cap-drop", "ALL"]);
+        for cap in ["NET_ADMIN", "NET_BIND_SERVICE", "SETUID", "SETGID"] {
+            c.args(["--cap-add", cap]);
+        }
+        c.args(["--security-opt", "no-new-privileges", "--read-only"]);
+        c.args([
+            "--sysctl",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "--sysctl",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]);
+        c.args(limits::HOLDER.docker_args());
+        c.arg(image).arg("hold");
+        if isolation_broken_for_tests() {
+            c.arg("--keep-routes");
+        }
+        run_quiet(c, "creating the network holder")?;
+        self.output(&["start", &names.net])?;
+        Ok(())
+    }
+
+    /// Runs `bb-init probe` in the namespace of bottle `names`; returns
+    /// every line and whether all checks passed.
+    fn probe(&self, names: &Names, gateway: Option<&str>) -> anyhow::Result<(bool, Vec<String>)> {
+        let mut args: Vec<String> = ["exec", &names.net, "/bb/bb-init", "probe"]
+            .map(str::to_owned)
+            .to_vec();
+        let mut hosts: Vec<String> = host_addresses().iter().map(ToString::to_string).collect();
+        if let Some(gw) = gateway
+            && !hosts.iter().any(|h| h == gw)
+        {
+            hosts.push(gw.to_owned());
+        }
+        for h in hosts {
+            args.push("--host".into());
+            args.push(h);
+        }
+        args.extend(
+            [
+                "--dns-ours",
+                AGENT_RESOLVER,
+                "--dns-silent",
+                DOCKER_RESOLVER,
+            ]
+            .map(str::to_owned),
+        );
+        let out = self
+            .cmd()
+            .args(&args)
+            .output()
+            .context("running the isolation probe")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("isolation "))
+            .map(str::to_owned)
+            .collect();
+        if lines.is_empty() {
+            bail!(
+                "the isolation probe did not run: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok((
+            out.status.success() && !lines.iter().any(|l| l.contains(" FAIL ")),
+            lines,
+        ))
+    }
+
+    /// The FAIL lines of a probe run, as `check: detail`.
+    fn failures(lines: &[String]) -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("isolation FAIL "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits for the agent to stop after a forwarded signal, killing it
+    /// when the grace runs out.
+    fn wait_stopped(&self, agent: &str, deadline: Instant) {
+        loop {
+            let running = self
+                .output(&["inspect", "-f", "{{.State.Running}}", agent])
+                .is_ok_and(|s| s.trim() == "true");
+            if !running {
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = self.quiet(&["kill", agent]);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A throw-away bottle for `doctor`: an internal network and a holder,
+    /// probed, then removed.
+    fn throwaway_probe(&self) -> Check {
+        let what = "isolation (throw-away bottle)".to_owned();
+        let fail = |detail: String| Check {
+            what: what.clone(),
+            ok: false,
+            detail,
+        };
+        let (image, _) = match self.bundle_image(&[]) {
+            Ok(i) => i,
+            Err(e) => return fail(format!("cannot build the bundle image: {e}")),
+        };
+        let slug = format!(
+            "doctor-{}",
+            content_hash(&[(
+                "t",
+                format!("{:?}{}", Instant::now(), std::process::id()).as_bytes()
+            )])
+            .get(..6)
+            .unwrap_or("0")
+        );
+        let names = Names::new(&slug);
+        let owner = Owner::current().map(|o| o.to_string()).unwrap_or_default();
+        let labels = self.labels(&slug, &owner);
+        let mut guard = Teardown {
+            docker: self,
+            containers: vec![names.net.clone()],
+            networks: vec![names.internal.clone()],
+            state: None,
+        };
+        let run = || -> anyhow::Result<(bool, Vec<String>)> {
+            self.create_internal_network(&names.internal, &labels)?;
+            let gw = self.gateway(&names.internal)?;
+            self.start_holder(&names, &image, &labels, &slug, DEAD_END_DNS)?;
+            self.probe(&names, Some(&gw))
+        };
+        let result = run();
+        guard.containers.retain(|_| true);
+        drop(guard);
+        match result {
+            Ok((ok, lines)) => Check {
+                what,
+                ok,
+                detail: lines.join("; "),
+            },
+            Err(e) => fail(format!("{e:#}")),
+        }
+    }
 }
 
 impl Backend for Docker {
@@ -696,7 +1123,9 @@ impl Backend for Docker {
         secrets: &Secrets,
         req: &RunRequest,
     ) -> anyhow::Result<i32> {
-        let interrupted = hold_signals();
+        let caught = hold_signals();
+        let interrupted = || caught.load(Ordering::SeqCst);
+        let mut timing = Timing::new();
         // Docker would create a missing mount source as a folder; say so
         // before anything is created.
         if let Some(ca) =
@@ -724,19 +1153,24 @@ impl Backend for Docker {
             state: (fresh_state && !preserve).then(|| (plan.state.root.clone(), plan.slug.clone())),
         };
 
+        let owner = Owner::current();
+        let owner_label = owner.as_ref().map(ToString::to_string).unwrap_or_default();
         plan.state.create()?;
         plan.state
             .write_private(&plan.state.routes_file(), plan.routes_yaml.as_bytes())?;
-        let meta = Meta::read(&self.paths, &plan.slug).unwrap_or(Meta {
+        let mut meta = Meta::read(&self.paths, &plan.slug).unwrap_or(Meta {
             slug: plan.slug.clone(),
             agent: plan.agent.clone(),
             label: plan.label.clone(),
             color: plan.color.clone(),
             image: None,
             preserve,
+            owner: None,
         });
+        meta.owner.clone_from(&owner);
         meta.write(&self.paths)?;
         Self::mint_ca(plan)?;
+        timing.mark("state and CA");
 
         let (bundle_image, daemons) = self.bundle_image(&plan.daemons)?;
         for d in &plan.daemons {
@@ -757,39 +1191,40 @@ impl Backend for Docker {
             }
             None => self.agent_image(plan)?,
         };
+        timing.mark("images");
+        if interrupted() != 0 {
+            eprintln!("interrupted before the bottle started; nothing is left");
+            return Ok(interrupted_status(interrupted()));
+        }
 
-        let label = format!("{SLUG_LABEL}={}", plan.slug);
+        let labels = self.labels(&plan.slug, &owner_label);
         let egress_net = if let Some(n) = std::env::var(env_vars::BOT_BOTTLE_DOCKER_EGRESS_NETWORK)
             .ok()
             .filter(|s| !s.is_empty())
         {
             n
         } else {
-            self.output(&["network", "create", "--label", &label, &names.egress])?;
             guard.networks.push(names.egress.clone());
+            let mut args = vec!["network", "create"];
+            for l in &labels {
+                args.extend(["--label", l.as_str()]);
+            }
+            args.push(&names.egress);
+            self.output(&args)?;
             names.egress.clone()
         };
-        self.output(&[
-            "network",
-            "create",
-            "--internal",
-            "--label",
-            &label,
-            &names.internal,
-        ])?;
         guard.networks.push(names.internal.clone());
+        self.create_internal_network(&names.internal, &labels)?;
+        let gateway = self.gateway(&names.internal)?;
+        timing.mark("networks");
 
         // The bundle: tokens by name on argv, values in docker's env.
         let mut c = self.cmd();
-        c.args([
-            "create",
-            "--name",
-            &names.bundle,
-            "--label",
-            &label,
-            "--label",
-            &format!("{ROLE_LABEL}=bundle"),
-        ]);
+        c.args(["create", "--name", &names.bundle]);
+        for l in &labels {
+            c.arg("--label").arg(l);
+        }
+        c.args(["--label", &format!("{ROLE_LABEL}=bundle")]);
         c.args([
             "--network",
             &egress_net,
@@ -799,6 +1234,7 @@ impl Backend for Docker {
             "no-new-privileges",
             "--read-only",
         ]);
+        c.args(plan.limits.bundle.docker_args());
         c.arg("-v").arg(format!(
             "{}:/bb/config/routes.yaml:ro",
             plan.state.routes_file().display()
@@ -821,8 +1257,8 @@ impl Backend for Docker {
         }
         c.arg(&bundle_image);
         c.args(daemons.iter().map(|d| d.name()));
-        run_quiet(c, "creating the bundle")?;
         guard.containers.push(names.bundle.clone());
+        run_quiet(c, "creating the bundle")?;
         self.output(&[
             "network",
             "connect",
@@ -835,10 +1271,32 @@ impl Backend for Docker {
             &names.internal,
             &names.bundle,
         ])?;
-        self.output(&["start", &names.bundle])?;
-        self.wait_ready(&names.bundle)?;
+        // The bundle and the holder do not depend on each other: started
+        // side by side (each `docker start` is a few hundred ms).
+        guard.containers.push(names.net.clone());
+        let (bundle_started, holder_started) = std::thread::scope(|s| {
+            let holder =
+                s.spawn(|| self.start_holder(&names, &bundle_image, &labels, &plan.slug, &gateway));
+            let bundle = self
+                .output(&["start", &names.bundle])
+                .and_then(|_| self.wait_ready(&names.bundle));
+            (
+                bundle,
+                holder
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("starting the holder panicked"))),
+            )
+        });
+        bundle_started?;
+        holder_started?;
+        timing.mark("bundle and holder up");
+        let bundle_ip = self.address(&names.bundle, &names.internal)?;
+        let hosts_file = plan.state.root.join("hosts");
+        let resolv_file = plan.state.root.join("resolv.conf");
+        write_public(&hosts_file, &agent_hosts(&bundle_ip, &plan.slug))?;
+        write_public(&resolv_file, AGENT_RESOLV_CONF)?;
 
-        // The agent.
+        // The agent, in the holder's namespace.
         let command: Vec<String> = match (&req.command, req.resume) {
             (Some(cmd), _) => cmd.clone(),
             (None, true) => plan.resume_command.clone(),
@@ -848,29 +1306,24 @@ impl Backend for Docker {
             bail!("nothing to run in the agent")
         };
         let mut c = self.cmd();
+        c.args(["create", "--name", &names.agent]);
+        for l in &labels {
+            c.arg("--label").arg(l);
+        }
         c.args([
-            "create",
-            "--name",
-            &names.agent,
-            "--label",
-            &label,
             "--label",
             &format!("{ROLE_LABEL}=agent"),
-        ]);
-        c.args([
             "--label",
             &format!("{AGENT_LABEL}={}", plan.agent),
             "--network",
-            &names.internal,
+            &format!("container:{}", names.net),
         ]);
-        c.args([
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "no-new-privileges",
-            "--hostname",
-            &plan.slug,
-        ]);
+        c.args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]);
+        c.args(plan.limits.agent.docker_args());
+        c.arg("-v")
+            .arg(format!("{}:/etc/hosts:ro", hosts_file.display()));
+        c.arg("-v")
+            .arg(format!("{}:/etc/resolv.conf:ro", resolv_file.display()));
         c.args(["-w", &plan.workdir, "--entrypoint", program]);
         if self.has_runsc() {
             c.args(["--runtime", "runsc"]);
@@ -890,36 +1343,87 @@ impl Backend for Docker {
         c.env("HOME", &plan.home);
         c.arg("-e").arg("HOME");
         c.arg(&agent_image).args(args);
-        run_quiet(c, "creating the agent")?;
-        guard.containers.push(names.agent.clone());
-        self.provision(plan, &names.agent, plan.user.as_deref())?;
+        // The probe runs in the namespace while the agent is created and
+        // provisioned; the agent starts only once it passed.
+        let (probed, created) = std::thread::scope(|s| {
+            let probe = s.spawn(|| self.probe(&names, Some(&gateway)));
+            guard.containers.push(names.agent.clone());
+            let created = run_quiet(c, "creating the agent")
+                .and_then(|()| self.provision(plan, &names.agent, plan.user.as_deref()));
+            (
+                probe
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the isolation probe panicked"))),
+                created,
+            )
+        });
+        timing.mark("agent created and provisioned, probe");
+        let (isolated, lines) = probed?;
+        if !isolated {
+            return Err(IsolationError {
+                slug: plan.slug.clone(),
+                failures: Self::failures(&lines),
+            }
+            .into());
+        }
+        created?;
 
-        if interrupted.load(Ordering::SeqCst) {
-            bail!("interrupted before the agent started; the bottle was torn down");
+        if interrupted() != 0 {
+            eprintln!("interrupted before the agent started; the bottle was torn down");
+            return Ok(interrupted_status(interrupted()));
         }
         // The agent's stdin is ours (the terminal, a pipe or /dev/null).
+        // Without a terminal the attach gets a process group of its own, so
+        // a signal to ours reaches bot-bottle alone and the agent is
+        // stopped through Docker, its traps running. With a terminal it
+        // must stay in the foreground group to read it; Ctrl-C is then a
+        // byte for the agent's own terminal, not a signal to us.
         let mut c = Command::new(&self.docker);
         c.args(["start", "-a", "-i"]).arg(&names.agent);
+        if !tty {
+            c.process_group(0);
+        }
         let mut child = c.spawn().context("attaching to the agent")?;
-        let mut stopping = false;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
+        let mut forwarded: Option<Instant> = None;
+        let mut killed = false;
+        loop {
+            if child.try_wait()?.is_some() {
+                break;
             }
-            // A signal to bot-bottle alone (not its process group, which
-            // docker already forwards) still ends the agent, then teardown.
-            if interrupted.load(Ordering::SeqCst) && !stopping {
-                stopping = true;
-                let _ = self.quiet(&["stop", "-t", "5", &names.agent]);
+            let sig = interrupted();
+            if sig != 0 && forwarded.is_none() {
+                forwarded = Some(Instant::now());
+                let _ = self.quiet(&["kill", "--signal", signal_name(sig), &names.agent]);
+            }
+            if let Some(t) = forwarded
+                && t.elapsed() > STOP_GRACE
+                && !killed
+            {
+                killed = true;
+                let _ = self.quiet(&["kill", &names.agent]);
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        timing.mark("agent ran");
+        let sig = interrupted();
+        let code = if sig == 0 {
+            // The attach can end before the container (a docker CLI that
+            // died); the agent's own status is what counts.
+            self.wait_stopped(&names.agent, Instant::now() + STOP_GRACE);
+            self.output(&["inspect", "-f", "{{.State.ExitCode}}", &names.agent])
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+                .unwrap_or(1)
+        } else {
+            if forwarded.is_none() {
+                let _ = self.quiet(&["kill", "--signal", signal_name(sig), &names.agent]);
+            }
+            self.wait_stopped(
+                &names.agent,
+                forwarded.unwrap_or_else(Instant::now) + STOP_GRACE,
+            );
+            interrupted_status(sig)
         };
-        let code = self
-            .output(&["inspect", "-f", "{{.State.ExitCode}}", &names.agent])
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-            .or(status.code())
-            .unwrap_or(1);
         drop(guard);
         Ok(code)
     }
@@ -930,9 +1434,11 @@ impl Backend for Docker {
             "-a",
             "--filter",
             &format!("label={ROLE_LABEL}=agent"),
+            "--filter",
+            &format!("label={}", self.root_label()),
             "--format",
             &format!(
-                "{{{{.Label \"{SLUG_LABEL}\"}}}}\t{{{{.State}}}}\t{{{{.Label \"{AGENT_LABEL}\"}}}}"
+                "{{{{.Label \"{SLUG_LABEL}\"}}}}\t{{{{.State}}}}\t{{{{.Label \"{AGENT_LABEL}\"}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}"
             ),
         ])?;
         Ok(out
@@ -943,6 +1449,7 @@ impl Backend for Docker {
                     slug: f.next()?.to_owned(),
                     status: f.next()?.to_owned(),
                     agent: f.next().unwrap_or("").to_owned(),
+                    owner: f.next().and_then(Owner::parse),
                 })
             })
             .filter(|b| !b.slug.is_empty())
@@ -950,63 +1457,78 @@ impl Backend for Docker {
     }
 
     fn orphans(&self) -> anyhow::Result<Vec<Resource>> {
-        let running: Vec<String> = self
-            .list_active()?
-            .into_iter()
-            .filter(|b| b.status == "running")
-            .map(|b| b.slug)
-            .collect();
-        let mut out = Vec::new();
+        let root = format!("label={}", self.root_label());
+        let fields = format!("\t{{{{.Label \"{SLUG_LABEL}\"}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}");
         let containers = self.output(&[
             "ps",
             "-a",
             "--filter",
-            &format!("label={SLUG_LABEL}"),
+            &root,
             "--format",
-            &format!("{{{{.Names}}}}\t{{{{.Label \"{SLUG_LABEL}\"}}}}"),
+            &format!("{{{{.Names}}}}{fields}"),
         ])?;
-        for l in containers.lines() {
-            if let Some((name, slug)) = l.split_once('\t')
-                && !running.iter().any(|r| r == slug)
-            {
-                out.push(Resource {
-                    kind: "container",
-                    name: name.to_owned(),
-                    slug: slug.to_owned(),
-                });
-            }
-        }
         let networks = self.output(&[
             "network",
             "ls",
             "--filter",
-            &format!("label={SLUG_LABEL}"),
+            &root,
             "--format",
-            &format!("{{{{.Name}}}}\t{{{{.Label \"{SLUG_LABEL}\"}}}}"),
+            &format!("{{{{.Name}}}}{fields}"),
         ])?;
-        for l in networks.lines() {
-            if let Some((name, slug)) = l.split_once('\t')
-                && !running.iter().any(|r| r == slug)
-            {
-                out.push(Resource {
-                    kind: "network",
-                    name: name.to_owned(),
-                    slug: slug.to_owned(),
-                });
+        let mut found: Vec<(&'static str, String, String, Option<Owner>)> = Vec::new();
+        for (kind, text) in [("container", &containers), ("network", &networks)] {
+            for l in text.lines() {
+                let mut f = l.split('\t');
+                if let (Some(name), Some(slug)) = (f.next(), f.next())
+                    && !slug.is_empty()
+                {
+                    found.push((
+                        kind,
+                        name.to_owned(),
+                        slug.to_owned(),
+                        f.next().and_then(Owner::parse),
+                    ));
+                }
             }
         }
+        let mut states = Vec::new();
         for e in std::fs::read_dir(self.paths.state_root())
             .into_iter()
             .flatten()
             .flatten()
         {
             let slug = e.file_name().to_string_lossy().into_owned();
-            let preserved = Meta::read(&self.paths, &slug).is_ok_and(|m| m.preserve);
-            if !preserved && !running.contains(&slug) {
+            let meta = Meta::read(&self.paths, &slug).ok();
+            states.push((slug, e.path(), meta));
+        }
+        // A bottle is live while any of its parts names a live owner.
+        let live = |slug: &str| {
+            found
+                .iter()
+                .any(|(_, _, s, o)| s == slug && o.as_ref().is_some_and(Owner::alive))
+                || states.iter().any(|(s, _, m)| {
+                    s == slug
+                        && m.as_ref()
+                            .and_then(|m| m.owner.as_ref())
+                            .is_some_and(Owner::alive)
+                })
+        };
+        let mut out: Vec<Resource> = found
+            .iter()
+            .filter(|(_, _, slug, _)| !live(slug))
+            .map(|(kind, name, slug, _)| Resource {
+                kind,
+                name: name.clone(),
+                slug: slug.clone(),
+            })
+            .collect();
+        for (slug, path, meta) in &states {
+            let preserved = meta.as_ref().is_some_and(|m| m.preserve);
+            if !preserved && !live(slug) {
                 out.push(Resource {
                     kind: "state",
-                    name: e.path().display().to_string(),
-                    slug,
+                    name: path.display().to_string(),
+                    slug: slug.clone(),
                 });
             }
         }
@@ -1015,11 +1537,12 @@ impl Backend for Docker {
 
     fn remove(&self, resources: &[Resource]) -> anyhow::Result<()> {
         let mut failed = Vec::new();
-        for kind in ["container", "network", "state"] {
+        for kind in ["container", "network", "image", "state"] {
             for r in resources.iter().filter(|r| r.kind == kind) {
                 let ok = match kind {
                     "container" => self.quiet(&["rm", "-f", "-v", &r.name]),
                     "network" => self.quiet(&["network", "rm", &r.name]),
+                    "image" => self.quiet(&["rmi", &r.name]),
                     _ => std::fs::remove_dir_all(&r.name).is_ok(),
                 };
                 if !ok {
@@ -1038,10 +1561,21 @@ impl Backend for Docker {
         let mut meta = Meta::read(&self.paths, slug)
             .with_context(|| format!("bottle `{slug}` has no state folder"))?;
         let image = format!("bot-bottle-commit/{slug}:latest");
+        let root = self
+            .paths
+            .state_root()
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
         self.output(&[
             "commit",
             "--change",
             &format!("LABEL {SLUG_LABEL}={slug}"),
+            "--change",
+            &format!("LABEL {SNAPSHOT_LABEL}=1"),
+            "--change",
+            &format!("LABEL {ROOT_LABEL}=\"{root}\""),
             &names.agent,
             &image,
         ])
@@ -1050,6 +1584,87 @@ impl Backend for Docker {
         meta.preserve = true;
         meta.write(&self.paths)?;
         Ok(image)
+    }
+
+    fn snapshots(&self) -> anyhow::Result<Vec<Snapshot>> {
+        let images = self.output(&[
+            "images",
+            "--filter",
+            &format!("label={SNAPSHOT_LABEL}=1"),
+            "--filter",
+            &format!("label={}", self.root_label()),
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ])?;
+        let mut out: Vec<Snapshot> = Vec::new();
+        for image in images.lines() {
+            if let Some(slug) = image
+                .strip_prefix("bot-bottle-commit/")
+                .and_then(|r| r.split(':').next())
+            {
+                out.push(Snapshot {
+                    slug: slug.to_owned(),
+                    image: Some(image.to_owned()),
+                    state: None,
+                    agent: String::new(),
+                });
+            }
+        }
+        for e in std::fs::read_dir(self.paths.state_root())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let slug = e.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = Meta::read(&self.paths, &slug) else {
+                continue;
+            };
+            if !meta.preserve {
+                continue;
+            }
+            if let Some(s) = out.iter_mut().find(|s| s.slug == slug) {
+                s.state = Some(e.path());
+                s.agent = meta.agent;
+            } else {
+                out.push(Snapshot {
+                    slug,
+                    image: None,
+                    state: Some(e.path()),
+                    agent: meta.agent,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.slug.cmp(&b.slug));
+        Ok(out)
+    }
+
+    fn snapshot_resources(&self, slug: &str) -> anyhow::Result<Vec<Resource>> {
+        if self
+            .list_active()?
+            .iter()
+            .any(|b| b.slug == slug && b.owner_alive())
+        {
+            bail!("bottle `{slug}` is running; end it first (its snapshot is in use)");
+        }
+        let Some(snap) = self.snapshots()?.into_iter().find(|s| s.slug == slug) else {
+            bail!("no snapshot `{slug}` (see `bot-bottle list snapshots`)");
+        };
+        let mut out = Vec::new();
+        if let Some(image) = snap.image {
+            out.push(Resource {
+                kind: "image",
+                name: image,
+                slug: slug.to_owned(),
+            });
+        }
+        if let Some(state) = snap.state {
+            out.push(Resource {
+                kind: "state",
+                name: state.display().to_string(),
+                slug: slug.to_owned(),
+            });
+        }
+        Ok(out)
     }
 
     fn doctor(&self) -> Vec<Check> {
@@ -1075,11 +1690,14 @@ impl Backend for Docker {
                 detail: if runsc { "registered: agents run under runsc".into() } else { "not registered: agents run under runc (install gVisor and register `runsc` for a second wall)".into() },
             });
         }
+        let mut bins_ok = false;
         match Self::bundle_bin_dir() {
             Ok(dir) => {
+                bins_ok = true;
                 for name in ["bb-init", "bb-egress"] {
                     let p = dir.join(name);
                     let ok = std::fs::read(&p).is_ok_and(|b| is_static_elf(&b));
+                    bins_ok &= ok;
                     checks.push(Check {
                         what: format!("bundle: {name}"),
                         ok,
@@ -1101,6 +1719,9 @@ impl Backend for Docker {
                 detail: e.to_string(),
             }),
         }
+        if engine_ok && bins_ok {
+            checks.push(self.throwaway_probe());
+        }
         if engine_ok {
             for b in self
                 .list_active()
@@ -1116,63 +1737,26 @@ impl Backend for Docker {
 }
 
 impl Docker {
-    /// Whether a running bottle's agent is attached only to an internal
-    /// network, with no published ports and no capabilities.
+    /// Runs the launch probe again in a running bottle's namespace.
     fn isolation(&self, slug: &str) -> Check {
         let names = Names::new(slug);
-        let what = format!("isolation of {slug}");
-        let nets = self
-            .output(&[
-                "inspect",
-                "-f",
-                "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
-                &names.agent,
-            ])
-            .unwrap_or_default();
-        let nets: Vec<&str> = nets.split_whitespace().collect();
-        let mut problems = Vec::new();
-        if nets != [names.internal.as_str()] {
-            problems.push(format!(
-                "agent is on networks {nets:?}, expected only {}",
-                names.internal
-            ));
-        }
-        if self
-            .output(&["network", "inspect", "-f", "{{.Internal}}", &names.internal])
-            .is_ok_and(|s| s.trim() == "true")
-        {
-        } else {
-            problems.push(format!("{} is not an --internal network", names.internal));
-        }
-        let ports = self
-            .output(&[
-                "inspect",
-                "-f",
-                "{{json .HostConfig.PortBindings}}",
-                &names.agent,
-            ])
-            .unwrap_or_default();
-        if !matches!(ports.trim(), "{}" | "null" | "") {
-            problems.push(format!("agent publishes ports {}", ports.trim()));
-        }
-        let caps = self
-            .output(&[
-                "inspect",
-                "-f",
-                "{{json .HostConfig.CapDrop}}",
-                &names.agent,
-            ])
-            .unwrap_or_default();
-        if !caps.contains("ALL") {
-            problems.push("agent keeps default capabilities".into());
-        }
-        Check {
-            what,
-            ok: problems.is_empty(),
-            detail: if problems.is_empty() {
-                "agent only on its internal network, no ports, no capabilities".into()
-            } else {
-                problems.join("; ")
+        let gateway = self.gateway(&names.internal).ok();
+        match self.probe(&names, gateway.as_deref()) {
+            Ok((ok, lines)) => Check {
+                what: format!("isolation of {slug}"),
+                ok,
+                detail: lines
+                    .iter()
+                    .map(|l| l.trim_start_matches("isolation "))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
+            Err(e) => Check {
+                what: format!("isolation of {slug}"),
+                ok: false,
+                detail: format!(
+                    "{e:#} (a bottle from an older bot-bottle has no network holder: end it and start it again)"
+                ),
             },
         }
     }

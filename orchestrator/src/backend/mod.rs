@@ -2,6 +2,11 @@
 //! `BOT_BOTTLE_BACKEND`, then the default); a manifest never can.
 
 pub mod docker;
+pub mod limits;
+pub mod owner;
+
+pub use limits::Limits;
+pub use owner::Owner;
 
 use std::path::PathBuf;
 
@@ -22,7 +27,7 @@ pub struct RunRequest {
     pub preserve_state: bool,
 }
 
-/// A running bottle.
+/// A bottle whose agent container exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveBottle {
     /// Its slug.
@@ -30,6 +35,29 @@ pub struct ActiveBottle {
     /// Its agent container's state (`running`, `exited`…).
     pub status: String,
     /// The agent name, when recorded.
+    pub agent: String,
+    /// The `bot-bottle` process that launched it, when recorded.
+    pub owner: Option<Owner>,
+}
+
+impl ActiveBottle {
+    /// Whether the process that launched it is still there.
+    #[must_use]
+    pub fn owner_alive(&self) -> bool {
+        self.owner.as_ref().is_some_and(Owner::alive)
+    }
+}
+
+/// A committed snapshot: an image and the preserved state `resume` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The bottle.
+    pub slug: String,
+    /// The committed image, when it still exists.
+    pub image: Option<String>,
+    /// The preserved state folder, when it still exists.
+    pub state: Option<PathBuf>,
+    /// The agent it ran.
     pub agent: String,
 }
 
@@ -63,14 +91,21 @@ pub trait Backend {
     /// exit status.
     fn launch(&self, plan: &LaunchPlan, secrets: &Secrets, req: &RunRequest)
     -> anyhow::Result<i32>;
-    /// Bottles whose containers exist.
+    /// Bottles of this operator (this state root) whose agent exists.
     fn list_active(&self) -> anyhow::Result<Vec<ActiveBottle>>;
-    /// Containers, networks and state folders of bottles that are not running.
+    /// Containers, networks and state folders of this operator's bottles
+    /// whose launching process is gone (running ones included).
     fn orphans(&self) -> anyhow::Result<Vec<Resource>>;
-    /// Removes what [`Backend::orphans`] found.
+    /// Removes what [`Backend::orphans`] or [`Backend::snapshot_resources`]
+    /// found.
     fn remove(&self, resources: &[Resource]) -> anyhow::Result<()>;
     /// Snapshots a bottle's agent to an image; returns the image name.
     fn commit(&self, slug: &str) -> anyhow::Result<String>;
+    /// This operator's committed snapshots.
+    fn snapshots(&self) -> anyhow::Result<Vec<Snapshot>>;
+    /// What removing the snapshot of `slug` removes (image, state), or an
+    /// error when its bottle is still running.
+    fn snapshot_resources(&self, slug: &str) -> anyhow::Result<Vec<Resource>>;
     /// Checks the engine and isolation.
     fn doctor(&self) -> Vec<Check>;
 }
@@ -128,6 +163,9 @@ pub struct Meta {
     /// Keep the state folder at teardown (set by `commit`).
     #[serde(default)]
     pub preserve: bool,
+    /// The `bot-bottle` process running the bottle, while one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 impl Meta {

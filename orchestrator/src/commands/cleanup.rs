@@ -1,5 +1,7 @@
-//! `cleanup`: removes what bottles that are gone left behind, after a
-//! preview and a y/N.
+//! `cleanup`: removes what this operator's bottles left behind when the
+//! `bot-bottle` that launched them is gone (killed, crashed, terminal
+//! closed), running containers included, after a preview and a y/N; with
+//! `--snapshots`, every committed snapshot too.
 
 use std::process::ExitCode;
 
@@ -11,6 +13,9 @@ pub struct Args {
     /// Remove without asking.
     #[arg(long, short = 'y')]
     yes: bool,
+    /// Also remove every committed snapshot (image and preserved state).
+    #[arg(long)]
+    snapshots: bool,
     /// Container backend.
     #[arg(long)]
     backend: Option<String>,
@@ -18,12 +23,33 @@ pub struct Args {
 
 pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
     let backend = crate::backend::select(args.backend.as_deref(), paths)?;
-    let orphans = backend.orphans()?;
+    let mut orphans = backend.orphans()?;
+    if args.snapshots {
+        for s in backend.snapshots()? {
+            match backend.snapshot_resources(&s.slug) {
+                Ok(rs) => {
+                    for r in rs {
+                        if !orphans.contains(&r) {
+                            orphans.push(r);
+                        }
+                    }
+                }
+                Err(e) => eprintln!("keeping snapshot {}: {e}", s.slug),
+            }
+        }
+    }
     if orphans.is_empty() {
         println!("nothing to clean up");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("left behind by bottles that are no longer running:");
+    println!(
+        "left behind by bottles whose bot-bottle is gone{}:",
+        if args.snapshots {
+            ", and snapshots"
+        } else {
+            ""
+        }
+    );
     for r in &orphans {
         println!("  {:<9} {}  (bottle {})", r.kind, r.name, r.slug);
     }

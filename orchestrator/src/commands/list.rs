@@ -25,7 +25,8 @@ pub(super) fn available(paths: &Paths) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Prints running bottles.
+/// Prints this operator's bottles: slug, agent, container state, and
+/// whether the bot-bottle that launched it is still there.
 pub(super) fn active(paths: &Paths, backend: Option<&str>) -> anyhow::Result<ExitCode> {
     let backend = crate::backend::select(backend, paths)?;
     let bottles = backend.list_active()?;
@@ -33,7 +34,33 @@ pub(super) fn active(paths: &Paths, backend: Option<&str>) -> anyhow::Result<Exi
         println!("no active bottles ({} backend)", backend.name());
     }
     for b in bottles {
-        println!("{}\t{}\t{}", b.slug, b.agent, b.status);
+        let owner = match &b.owner {
+            Some(o) if o.alive() => format!("owner {}", o.pid),
+            Some(o) => format!("owner {} gone (`bot-bottle cleanup` removes it)", o.pid),
+            None => "no owner recorded (`bot-bottle cleanup` removes it)".to_owned(),
+        };
+        println!("{}\t{}\t{}\t{owner}", b.slug, b.agent, b.status);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints committed snapshots: slug, agent, image, preserved state.
+pub(super) fn snapshots(paths: &Paths, backend: Option<&str>) -> anyhow::Result<ExitCode> {
+    let backend = crate::backend::select(backend, paths)?;
+    let snaps = backend.snapshots()?;
+    if snaps.is_empty() {
+        println!("no snapshots (`bot-bottle commit SLUG` makes one)");
+    }
+    for s in snaps {
+        println!(
+            "{}\t{}\t{}\t{}",
+            s.slug,
+            if s.agent.is_empty() { "?" } else { &s.agent },
+            s.image.as_deref().unwrap_or("(image gone)"),
+            s.state
+                .as_ref()
+                .map_or_else(|| "(state gone)".to_owned(), |p| p.display().to_string())
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ mod info;
 mod init;
 mod list;
 mod resume;
+mod rm_snapshot;
 mod start;
 
 use std::path::PathBuf;
@@ -35,19 +36,22 @@ pub enum Command {
     Start(start::Args),
     /// Boot a committed bottle again.
     Resume(resume::Args),
-    /// List agents you can start, or bottles that are running.
+    /// List agents you can start, bottles that are running, or snapshots.
     List {
-        /// `available` (default) or `active`.
+        /// `available` (default), `active` or `snapshots`.
         #[arg(value_enum, default_value_t = ListWhat::Available)]
         what: ListWhat,
         /// Backend for `active`.
         #[arg(long)]
         backend: Option<String>,
     },
-    /// Remove containers, networks and state left by bottles that are gone.
+    /// Remove what bottles whose bot-bottle is gone left (running ones
+    /// included), and with --snapshots every snapshot.
     Cleanup(cleanup::Args),
     /// Snapshot a running bottle's agent to an image for `resume`.
     Commit(commit::Args),
+    /// Remove committed snapshots (image and preserved state).
+    RmSnapshot(rm_snapshot::Args),
     /// Check the container runtime, config and skills folders.
     Doctor {
         /// Backend to check.
@@ -75,8 +79,10 @@ pub enum Command {
 pub enum ListWhat {
     /// Agents on disk.
     Available,
-    /// Running bottles.
+    /// Bottles of this operator whose agent exists.
     Active,
+    /// Committed snapshots (`resume` boots them).
+    Snapshots,
 }
 
 /// The operator's paths from `HOME` and the working directory.
@@ -103,8 +109,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: ListWhat::Active,
             backend,
         } => list::active(&paths, backend.as_deref()),
+        Command::List {
+            what: ListWhat::Snapshots,
+            backend,
+        } => list::snapshots(&paths, backend.as_deref()),
         Command::Cleanup(args) => cleanup::run(&paths, &args),
         Command::Commit(args) => commit::run(&paths, &args),
+        Command::RmSnapshot(args) => rm_snapshot::run(&paths, &args),
         Command::Doctor { backend } => Ok(doctor::run(&paths, backend.as_deref())),
         Command::Info { name } => info::run(&paths, &name),
         Command::Init(args) => init::run(&paths, &args),

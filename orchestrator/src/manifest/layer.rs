@@ -30,6 +30,43 @@ pub struct BottleLayer {
     /// Whether the supervise server runs (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervise: Option<bool>,
+    /// Memory and pids limits of the agent and the bundle; each key is
+    /// replaced when the child sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsLayer>,
+}
+
+/// `limits:` of a bottle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsLayer {
+    /// The agent container's limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<LimitLayer>,
+    /// The sidecar bundle's limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<LimitLayer>,
+}
+
+/// One container's `memory` (`512m`, `8g`) and `pids`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitLayer {
+    /// Memory limit, a size with an optional `k`, `m` or `g` suffix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// The most processes and threads at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
+}
+
+impl LimitLayer {
+    fn overlay(&self, child: &LimitLayer) -> LimitLayer {
+        LimitLayer {
+            memory: child.memory.clone().or_else(|| self.memory.clone()),
+            pids: child.pids.or(self.pids),
+        }
+    }
 }
 
 /// `agent_provider:`.
@@ -191,7 +228,7 @@ fn merge_opt<T: Clone>(
 /// env merges (child wins), git user merges per field, repos merge by name
 /// field by field (an explicit empty map clears), routes concatenate,
 /// `log`, `agent_provider` and `supervise` are replaced when the child sets
-/// them. The result's `extends` is the parent's (the chain goes on above).
+/// them, and so is each `limits` key. The result's `extends` is the parent's (the chain goes on above).
 ///
 /// Fold a chain from its root down (`merge(merge(root, mid), leaf)`), as
 /// [`crate::manifest::resolve_chain`] does. `merge` is not associative
@@ -238,5 +275,11 @@ pub fn merge(parent: &BottleLayer, child: &BottleLayer) -> BottleLayer {
             }
         }),
         supervise: child.supervise.or(parent.supervise),
+        limits: merge_opt(parent.limits.as_ref(), child.limits.as_ref(), |p, c| {
+            LimitsLayer {
+                agent: merge_opt(p.agent.as_ref(), c.agent.as_ref(), LimitLayer::overlay),
+                bundle: merge_opt(p.bundle.as_ref(), c.bundle.as_ref(), LimitLayer::overlay),
+            }
+        }),
     }
 }

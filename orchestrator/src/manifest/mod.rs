@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::paths::Paths;
 pub use layer::{
     AgentGitGate, AgentLayer, BottleLayer, EgressLayer, GitGateLayer, GitUserLayer, KeyProvider,
-    ProviderSpec, RepoKey, RepoLayer, merge,
+    LimitLayer, LimitsLayer, ProviderSpec, RepoKey, RepoLayer, merge,
 };
 
 /// What went wrong loading a manifest. Every variant names the file.

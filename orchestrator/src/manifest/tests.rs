@@ -1436,6 +1436,7 @@ fn raw_layer() -> impl Strategy<Value = RawLayer> {
                     git_gate,
                     egress: None,
                     supervise,
+                    limits: None,
                 },
                 routes,
                 log,
