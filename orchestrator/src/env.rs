@@ -1,11 +1,16 @@
 //! Env values in manifests: a literal, `${HOST_VAR}` read from the host, or
-//! `?prompt text` asked at launch without echo.
+//! `?prompt text` asked at launch without echo; and [`SecretRef`], the one
+//! rule for every field that names a secret (`auth_token`,
+//! `auth.token_ref`, pi's `api_key_env`, git-gate's `forge_token_env`).
 //!
 //! Resolved values travel as [`Redacted`]: they reach the container runtime
 //! through its process environment, never a command line or a file, and no
 //! `Debug`/`Display` of a plan can print one.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use bb_egress::dlp::{Detector, DetectorSet, DlpEngine};
 
 pub use bb_egress::redact::Redacted;
 
@@ -17,6 +22,89 @@ pub fn valid_env_name(name: &str) -> bool {
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Longest bare value taken for a variable name; anything longer is a
+/// literal (no one names a variable with 129 characters, tokens are long).
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Whether `value` has the shape of a well-known credential format (the
+/// tokens of the big forges, model vendors and clouds), judged by the
+/// egress proxy's own `token_patterns` detector.
+#[must_use]
+pub fn looks_like_credential(value: &str) -> bool {
+    static ENGINE: OnceLock<Arc<DlpEngine>> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| Arc::new(DlpEngine::without_secrets()));
+    engine
+        .scan(
+            DetectorSet::of(&[Detector::TokenPatterns]),
+            value.as_bytes(),
+        )
+        .is_some()
+}
+
+/// Whether a bare `value` is taken for the *name* of a variable: it has a
+/// variable's shape, is not too long, and is not a known credential format
+/// (`ghp_…` has a name's shape but is a token).
+#[must_use]
+pub fn is_variable_name(value: &str) -> bool {
+    valid_env_name(value) && value.len() <= MAX_NAME_LEN && !looks_like_credential(value)
+}
+
+/// How a field that names a secret is written. One rule for
+/// `agent_provider.auth_token`, `egress.routes[].auth.token_ref`, pi's
+/// `settings.api_key_env` and git-gate's `key.forge_token_env`
+/// (docs/manifest.md, "Naming a secret"):
+///
+/// - a bare variable name (`GITHUB_TOKEN`, the earlier bot-bottle's form):
+///   the bottle's `env:` entry of that name when it has one, otherwise the
+///   host variable of that name — never the name itself as the token;
+/// - `${VAR}` (text around it allowed) or `?question`: as an env value;
+/// - anything else is the secret itself, written into the manifest: it is
+///   used, with a warning, and never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// A bare variable name.
+    Name(String),
+    /// `${VAR}`-interpolated or `?prompt`.
+    Source(EnvSource),
+    /// The secret itself.
+    Literal(String),
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name(n) => write!(f, "name `{n}`"),
+            Self::Source(s) => write!(f, "{s:?}"),
+            Self::Literal(l) => write!(f, "literal ({} chars)", l.chars().count()),
+        }
+    }
+}
+
+impl SecretRef {
+    /// Classifies a manifest value. Errors never contain the value.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.is_empty() {
+            return Err(
+                "empty: write the name of the variable that holds the secret (`MY_TOKEN` or `${MY_TOKEN}`)"
+                    .into(),
+            );
+        }
+        if value.starts_with('?') || value.contains("${") {
+            return EnvSource::parse(value).map(Self::Source);
+        }
+        if is_variable_name(value) {
+            return Ok(Self::Name(value.to_owned()));
+        }
+        Ok(Self::Literal(value.to_owned()))
+    }
+
+    /// Whether the secret is written into the manifest itself.
+    #[must_use]
+    pub fn is_literal(&self) -> bool {
+        matches!(self, Self::Literal(_))
+    }
 }
 
 /// One piece of an interpolated value.
@@ -211,6 +299,25 @@ impl Prompter for TtyPrompter {
                 key: key.to_owned(),
                 message: e.to_string(),
             })
+    }
+}
+
+/// Checks without asking: with a terminal a `?prompt` would be asked at
+/// launch, so it stands in with a placeholder; without one it is the same
+/// error a launch would meet. Dry runs and the preflight check use it.
+#[derive(Debug)]
+pub struct WouldAsk {
+    /// Whether a terminal is there to ask on.
+    pub interactive: bool,
+}
+
+impl Prompter for WouldAsk {
+    fn ask(&mut self, key: &str, question: &str) -> Result<Redacted<String>, EnvError> {
+        if self.interactive {
+            Ok(Redacted::new("asked at launch".to_owned()))
+        } else {
+            NoTty.ask(key, question)
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! README and `examples/bottles/*.md`, load and mean what they meant there:
 //! a bare name in `auth_token`, `auth.token_ref`, pi's `api_key_env` or
 //! git-gate's `forge_token_env` names a host variable; `template` defaults
-//! to claude; `host_key` is optional (the operator's known_hosts); a gitea
+//! to claude; `host_key` is optional (the operator's `known_hosts`); a gitea
 //! key's `api_url` comes from the repo URL; pi takes the seed's settings.
 //!
 //! Everything goes through the binary's `start --dry-run`, which prints the
@@ -11,6 +11,8 @@
 #![allow(clippy::expect_used, reason = "tests")]
 
 mod support;
+
+use std::fmt::Write as _;
 
 use support::{Env, contains_all, contains_none, write};
 
@@ -234,7 +236,7 @@ fn agent_provider_without_template_is_claude() {
     );
 }
 
-/// PRD 0058's hosted example: OpenRouter with `api_key_env`, and every
+/// PRD 0058's hosted example: `OpenRouter` with `api_key_env`, and every
 /// settings key of the seed.
 #[test]
 fn pi_takes_the_seeds_settings_and_api_key_env_names_a_host_variable() {
@@ -377,7 +379,10 @@ fn hash_known_hosts(file: &std::path::Path, hosts: &[&str]) {
     const KEY: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
     let mut text = std::fs::read_to_string(file).expect("read");
-    let plain: String = hosts.iter().map(|h| format!("{h} {KEY}\n")).collect();
+    let plain: String = hosts.iter().fold(String::new(), |mut out, h| {
+        let _ = writeln!(out, "{h} {KEY}");
+        out
+    });
     let keygen = std::process::Command::new("ssh-keygen")
         .arg("-?")
         .output()
@@ -399,11 +404,12 @@ fn hash_known_hosts(file: &std::path::Path, hosts: &[&str]) {
             let salt = [u8::try_from(i).expect("few hosts"); 20];
             let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &salt);
             let tag = ring::hmac::sign(&key, h.as_bytes());
-            text.push_str(&format!(
-                "|1|{}|{} {KEY}\n",
+            let _ = writeln!(
+                text,
+                "|1|{}|{} {KEY}",
                 b64.encode(salt),
                 b64.encode(tag.as_ref())
-            ));
+            );
         }
         std::fs::write(file, text).expect("write");
     }

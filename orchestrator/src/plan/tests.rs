@@ -193,7 +193,7 @@ git-gate:
       key:
         provider: static
         path: ~/.ssh/app_deploy_key
-      host_key: github.com ssh-ed25519 AAAAC3Nza
+      host_key: 'github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl'
 egress:
   routes:
     - host: api.github.com
@@ -269,7 +269,10 @@ fn the_rendered_routes_yaml_loads_through_the_proxys_parser() {
     );
     assert_eq!(
         plan.token_env[1].source,
-        SecretSource::ProviderToken(EnvSource::parse("${CLAUDE_CODE_OAUTH_TOKEN}").expect("parse"))
+        SecretSource::Field {
+            field: "agent_provider.auth_token".into(),
+            source: EnvSource::parse("${CLAUDE_CODE_OAUTH_TOKEN}").expect("parse"),
+        }
     );
 }
 
@@ -280,11 +283,14 @@ fn the_plan_holds_the_agent_environment_git_and_files() {
     assert_eq!((plan.agent.as_str(), plan.bottle.as_str()), ("dev", "dev"));
     assert_eq!((plan.label.as_str(), plan.color.as_str()), ("dev", "blue"));
     assert_eq!(
-        plan.files_read,
+        plan.files_read
+            .iter()
+            .map(|f| (f.path.clone(), f.target.clone()))
+            .collect::<Vec<_>>(),
         [
-            fx.paths().home_agents_dir().join("dev.md"),
-            fx.paths().bottles_dir().join("dev.md"),
-            fx.paths().bottles_dir().join("base.md"),
+            (fx.paths().home_agents_dir().join("dev.md"), None),
+            (fx.paths().bottles_dir().join("dev.md"), None),
+            (fx.paths().bottles_dir().join("base.md"), None),
         ]
     );
     assert_eq!(plan.state.root, fx.home.join(".bot-bottle/state/test-slug"));
@@ -324,7 +330,18 @@ fn the_plan_holds_the_agent_environment_git_and_files() {
     let up = &plan.git_upstreams[0];
     assert_eq!(up.name, "app");
     assert_eq!(up.url, "git@github.com:example/app.git");
-    assert_eq!(up.host_key, "github.com ssh-ed25519 AAAAC3Nza");
+    assert_eq!(
+        up.host_key.line,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    );
+    assert_eq!(up.host_key_origin, HostKeyOrigin::Manifest);
+    assert_eq!(
+        up.key,
+        PushKey::Static {
+            path: fx.home.join(".ssh/app_deploy_key")
+        }
+    );
+    assert_eq!(up.key_file(), fx.home.join(".ssh/app_deploy_key"));
     // The agent's user name overlays the bottle's; the email is inherited.
     assert_eq!(
         plan.gitconfig,
@@ -393,7 +410,8 @@ fn the_display_summarises_the_plan() {
             "EGRESS_TOKEN_AGENT_PROVIDER <- agent_provider.auth_token = ${CLAUDE_CODE_OAUTH_TOKEN}",
             "TZ <- literal (3 chars)",
             "GITHUB_TOKEN=egress-placeholder",
-            "-> git@github.com:example/app.git (push key: Static)",
+            "-> git@github.com:example/app.git\n      push key: file ",
+            "host key ssh-ed25519 from the bottle",
             "/home/node/.bot-bottle-prompt.txt (600,",
             "warning: git-gate.repos.app.key.path",
         ],
@@ -720,19 +738,27 @@ fn pi_api_key_env_goes_to_egress() {
     );
     assert_eq!(exposed(&s.agent_env)["OPENROUTER_KEY"], PLACEHOLDER);
 
-    // api_key_env must name an env entry.
+    // A name that is no env entry is the host variable of that name.
     let fx = Fx::new();
-    let file = fx.bottle(
+    fx.bottle(
         "b",
         "agent_provider:\n  template: pi\n  settings: {api_key_env: NOPE}\n",
     );
     fx.agent("a", "bottle: b\n", "");
-    contains_all(
-        &fx.plan_err("a"),
-        &[
-            &file.display().to_string(),
-            "agent_provider.settings.api_key_env: `NOPE` names no `env:` entry",
-        ],
+    let plan = fx.plan("a");
+    assert_eq!(
+        plan.token_env[0].source,
+        SecretSource::Field {
+            field: "agent_provider.settings.api_key_env".into(),
+            source: EnvSource::parse("${NOPE}").expect("parse"),
+        }
+    );
+    let e = plan
+        .resolve_secrets(&host_env(&[]), &mut NoTty)
+        .expect_err("unset");
+    assert_eq!(
+        e.to_string(),
+        "`agent_provider.settings.api_key_env` reads host variable `NOPE`, which is not set"
     );
     // Bad settings name the bottle file.
     let fx = Fx::new();

@@ -11,35 +11,35 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Long enough for a loaded CI box; a hang is a failure, not a wait.
-pub const TIMEOUT: Duration = Duration::from_mins(1);
+pub(crate) const TIMEOUT: Duration = Duration::from_mins(1);
 
 /// Secrets set in the child's environment: they must never be printed.
-pub const GITHUB_SECRET: &str = "ghp_CLItestSECRET0000github1111token";
+pub(crate) const GITHUB_SECRET: &str = "ghp_CLItestSECRET0000github1111token";
 /// The claude token the example home reads.
-pub const CLAUDE_SECRET: &str = "sk-ant-oat01-CLItestSECRET-claude-2222";
+pub(crate) const CLAUDE_SECRET: &str = "sk-ant-oat01-CLItestSECRET-claude-2222";
 
 /// A temp operator home and working directory.
-pub struct Env {
+pub(crate) struct Env {
     _tmp: tempfile::TempDir,
     /// `HOME` of the child.
-    pub home: PathBuf,
+    pub(crate) home: PathBuf,
     /// Its working directory.
-    pub cwd: PathBuf,
+    pub(crate) cwd: PathBuf,
 }
 
 /// What a run printed and how it exited.
-pub struct Out {
+pub(crate) struct Out {
     /// The exit status (`None`: killed by a signal).
-    pub code: Option<i32>,
+    pub(crate) code: Option<i32>,
     /// Standard output.
-    pub stdout: String,
+    pub(crate) stdout: String,
     /// Standard error.
-    pub stderr: String,
+    pub(crate) stderr: String,
 }
 
 impl Out {
     /// stdout then stderr.
-    pub fn all(&self) -> String {
+    pub(crate) fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
 }
@@ -68,14 +68,14 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Writes `text` to `path`, creating its parents.
-pub fn write(path: &Path, text: impl AsRef<[u8]>) {
+pub(crate) fn write(path: &Path, text: impl AsRef<[u8]>) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(path, text).expect("write");
 }
 
 impl Env {
     /// An empty home and working directory.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let home = tmp.path().join("home");
         let cwd = tmp.path().join("cwd");
@@ -89,7 +89,7 @@ impl Env {
     }
 
     /// `HOME` is a copy of `examples/home`.
-    pub fn examples() -> Self {
+    pub(crate) fn examples() -> Self {
         let env = Self::empty();
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
@@ -100,48 +100,48 @@ impl Env {
     }
 
     /// A folder outside the home, in the same temp dir.
-    pub fn outside(&self) -> PathBuf {
+    pub(crate) fn outside(&self) -> PathBuf {
         self.home.parent().expect("tmp").join("outside")
     }
 
     /// `~/.bot-bottle/bottles`.
-    pub fn bottles(&self) -> PathBuf {
+    pub(crate) fn bottles(&self) -> PathBuf {
         self.home.join(".bot-bottle").join("bottles")
     }
 
     /// `~/.bot-bottle/agents`.
-    pub fn agents(&self) -> PathBuf {
+    pub(crate) fn agents(&self) -> PathBuf {
         self.home.join(".bot-bottle").join("agents")
     }
 
     /// Writes bottle `name` with this frontmatter.
-    pub fn bottle(&self, name: &str, yaml: &str) -> PathBuf {
+    pub(crate) fn bottle(&self, name: &str, yaml: &str) -> PathBuf {
         let p = self.bottles().join(format!("{name}.md"));
         write(&p, format!("---\n{yaml}---\n"));
         p
     }
 
     /// Writes agent `name` running in `bottle`.
-    pub fn agent(&self, name: &str, bottle: &str) -> PathBuf {
+    pub(crate) fn agent(&self, name: &str, bottle: &str) -> PathBuf {
         let p = self.agents().join(format!("{name}.md"));
         write(&p, format!("---\nbottle: {bottle}\n---\nDo the task.\n"));
         p
     }
 
     /// Runs with the default environment.
-    pub fn run(&self, args: &[&str]) -> Out {
+    pub(crate) fn run(&self, args: &[&str]) -> Out {
         self.run_with(args, &[], &[])
     }
 
     /// Runs with the default environment plus `vars`.
-    pub fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Out {
+    pub(crate) fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Out {
         self.run_with(args, vars, &[])
     }
 
     /// Runs the binary with a clean environment (`HOME`, `PATH`, a docker
     /// that does not exist, the two example secrets) plus `vars`, minus
     /// `unset`; kills it and fails the test after [`TIMEOUT`].
-    pub fn run_with(&self, args: &[&str], vars: &[(&str, &str)], unset: &[&str]) -> Out {
+    pub(crate) fn run_with(&self, args: &[&str], vars: &[(&str, &str)], unset: &[&str]) -> Out {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
         cmd.args(args)
             .current_dir(&self.cwd)
@@ -195,7 +195,7 @@ impl Env {
 
 /// Asserts `text` contains every needle.
 #[track_caller]
-pub fn contains_all(text: &str, needles: &[&str]) {
+pub(crate) fn contains_all(text: &str, needles: &[&str]) {
     for n in needles {
         assert!(text.contains(n), "{text}\n--- does not contain {n:?}");
     }
@@ -203,7 +203,7 @@ pub fn contains_all(text: &str, needles: &[&str]) {
 
 /// Asserts `text` contains none of the needles.
 #[track_caller]
-pub fn contains_none(text: &str, needles: &[&str]) {
+pub(crate) fn contains_none(text: &str, needles: &[&str]) {
     for n in needles {
         assert!(!text.contains(n), "{text}\n--- contains {n:?}");
     }
@@ -211,7 +211,7 @@ pub fn contains_none(text: &str, needles: &[&str]) {
 
 /// Asserts no secret of the harness was printed.
 #[track_caller]
-pub fn no_secrets(out: &Out) {
+pub(crate) fn no_secrets(out: &Out) {
     for secret in [GITHUB_SECRET, CLAUDE_SECRET, "CLItestSECRET"] {
         assert!(
             !out.all().contains(secret),
