@@ -164,7 +164,13 @@ impl DeployKeys {
                     message: format!("cannot write the private key: {e}"),
                 }
             })?;
-            let id = client.add_deploy_key(owner, name, &comment, &pair.public_line)?;
+            let id = match client.add_deploy_key(owner, name, &comment, &pair.public_line) {
+                Ok(id) => id,
+                Err(e) => {
+                    let _ = std::fs::remove_file(key_file);
+                    return Err(e);
+                }
+            };
             out.keys.push(DeployKey {
                 repo: up.name.clone(),
                 owner: owner.clone(),
