@@ -187,17 +187,16 @@ impl EnvSource {
                 return Err("unclosed `${`: write `${NAME}`".into());
             };
             let var = &after[..end];
+            // What is between the braces is never shown: it may be a value
+            // pasted where a name belongs.
             if !valid_env_name(var) {
-                // What is between the braces is shown only when it looks like
-                // a mistyped name, never a pasted value.
-                let shown = if var.len() <= 32 && var.bytes().all(|b| b.is_ascii_graphic()) {
-                    var
-                } else {
-                    "…"
-                };
-                return Err(format!(
-                    "`${{{shown}}}` does not name a host variable ([A-Za-z_][A-Za-z0-9_]*)"
-                ));
+                return Err("`${…}` does not name a host variable ([A-Za-z_][A-Za-z0-9_]*)".into());
+            }
+            if looks_like_credential(var) {
+                return Err(
+                    "`${…}` holds what looks like a credential, not the name of a variable: put the secret in a host variable and write its name"
+                        .into(),
+                );
             }
             if !lit.is_empty() {
                 parts.push(Part::Lit(std::mem::take(&mut lit)));
@@ -372,7 +371,16 @@ mod tests {
                 .expect_err("unclosed")
                 .contains("unclosed")
         );
-        assert!(EnvSource::parse("${1X}").expect_err("bad").contains("1X"));
+        let e = EnvSource::parse("${1X}").expect_err("bad");
+        assert!(
+            e.contains("does not name a host variable") && !e.contains("1X"),
+            "{e}"
+        );
+        let e = EnvSource::parse("${ghp_0123456789abcdefghijABCDEFGHIJ012345}").expect_err("token");
+        assert!(
+            e.contains("looks like a credential") && !e.contains("ghp_"),
+            "{e}"
+        );
         assert!(EnvSource::parse("?").is_err());
     }
 
@@ -391,6 +399,42 @@ mod tests {
             missing.expect_err("missing").to_string(),
             "`API` reads host variable `ABSENT`, which is not set"
         );
+    }
+
+    #[test]
+    fn one_rule_names_every_secret() {
+        use super::SecretRef;
+        // A bare name is a name: an env entry or a host variable, never the
+        // token itself.
+        assert_eq!(
+            SecretRef::parse("BOT_BOTTLE_CLAUDE_OAUTH_TOKEN").expect("name"),
+            SecretRef::Name("BOT_BOTTLE_CLAUDE_OAUTH_TOKEN".into())
+        );
+        assert_eq!(
+            SecretRef::parse("${GITEA_TOKEN}").expect("var"),
+            SecretRef::Source(EnvSource::Interpolated(vec![Part::Var(
+                "GITEA_TOKEN".into()
+            )]))
+        );
+        assert_eq!(
+            SecretRef::parse("?Forge token").expect("prompt"),
+            SecretRef::Source(EnvSource::Prompt("Forge token".into()))
+        );
+        // Anything else is the secret itself; so is a token that has a
+        // name's shape (a GitHub token matches [A-Za-z_][A-Za-z0-9_]*).
+        for literal in [
+            "glpat-0123456789abcdefghij",
+            "sk-ant-api03-abc",
+            "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+            &"A".repeat(129),
+        ] {
+            let r = SecretRef::parse(literal).expect("literal");
+            assert!(r.is_literal(), "{literal}");
+            assert!(!format!("{r:?}").contains(literal), "{r:?}");
+        }
+        let e = SecretRef::parse("").expect_err("empty");
+        assert!(e.contains("empty"), "{e}");
+        assert!(SecretRef::parse("${ghp_0123456789abcdefghijABCDEFGHIJ012345}").is_err());
     }
 
     #[test]

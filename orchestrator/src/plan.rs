@@ -585,6 +585,19 @@ impl LaunchPlan {
                 provider.name
             )));
         }
+        // pi's `api_key` goes into the agent's models.json as written (the
+        // earlier bot-bottle's meaning, for dummy keys); a real key there is
+        // said so.
+        let mut provider_warnings = Vec::new();
+        if let Some(serde_norway::Value::String(k)) =
+            spec.settings.as_ref().and_then(|s| s.get("api_key"))
+            && crate::env::looks_like_credential(k)
+        {
+            provider_warnings.push(format!(
+                "agent_provider.settings.api_key ({}) looks like a real key and is written into the agent's models.json, where the agent can read it; name it with `api_key_env` instead and egress injects it",
+                bottle.chain[0].display()
+            ));
+        }
         let rendered = provider
             .render(&RenderInput {
                 spec: &bottle.provider,
@@ -597,6 +610,7 @@ impl LaunchPlan {
         let env = bottle.merged.env.clone().unwrap_or_default();
         let mut parsed_env = BTreeMap::new();
         let mut warnings = loaded.warnings.clone();
+        warnings.extend(provider_warnings);
         for (k, v) in &env {
             let src = EnvSource::parse(v).map_err(|m| bad(format!("env.{k}: {m}")))?;
             if let EnvSource::Literal(l) = &src

@@ -1603,3 +1603,174 @@ fn a_middle_layer_clearing_repos_clears_them_in_a_root_first_fold() {
         "the chain a <- b <- c"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Files as they are found on disk (issue 12)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn encodings_are_checked_with_a_position() {
+    let fx = Fx::new();
+    fx.bottle_raw("bom", "\u{feff}---\nsupervise: false\n---\n");
+    assert!(
+        !fx.loader()
+            .load_bottle("bom")
+            .expect("a BOM is dropped")
+            .supervise
+    );
+    let path = fx.bottle_path("utf16");
+    write(&path, "");
+    fs::write(&path, b"\xff\xfe-\x00-\x00-\x00\n\x00").expect("write");
+    let (_, text) = err(fx.loader().load_bottle("utf16"));
+    contains_all(&text, &[":1:", "UTF-16", "save it as UTF-8"]);
+    fs::write(
+        &path,
+        "---\nenv:\n  A: h\u{e9}llo\n  B: caf"
+            .bytes()
+            .chain([0xe9, b'\n'])
+            .chain(*b"---\n")
+            .collect::<Vec<_>>(),
+    )
+    .expect("write");
+    let (e, text) = err(fx.loader().load_bottle("utf16"));
+    assert!(
+        matches!(e, ManifestError::Syntax { line: Some(4), .. }),
+        "{e:?}"
+    );
+    // Characters, not bytes: the é before it on an earlier line does not count.
+    contains_all(&text, &["column 9", "not UTF-8"]);
+}
+
+#[test]
+fn frontmatter_and_prompts_have_size_limits() {
+    let fx = Fx::new();
+    let big = format!(
+        "---\nenv:\n  A: \"{}\"\n---\n",
+        "x".repeat(MAX_FRONTMATTER_BYTES)
+    );
+    fx.bottle_raw("big", &big);
+    let (e, text) = err(fx.loader().load_bottle("big"));
+    assert!(
+        matches!(
+            e,
+            ManifestError::TooLarge {
+                what: "the frontmatter",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    contains_all(&text, &["64 KiB"]);
+    fx.bottle("b", "{}\n");
+    fx.agent_raw(
+        "a",
+        &format!("---\nbottle: b\n---\n{}", "p".repeat(MAX_PROMPT_BYTES + 1)),
+    );
+    let (e, _) = err(fx.loader().load("a"));
+    assert!(matches!(e, ManifestError::TooLarge { .. }), "{e:?}");
+    fx.agent_raw(
+        "a",
+        &format!("---\nbottle: b\n---\n{}", "p".repeat(MAX_PROMPT_BYTES)),
+    );
+    fx.loader().load("a").expect("a prompt at the limit loads");
+}
+
+#[test]
+fn misnamed_files_are_listed_with_a_fix() {
+    let fx = Fx::new();
+    for name in [
+        "MyAgent.md",
+        "dev.yaml",
+        "ok.md",
+        ".hidden.md",
+        "ok.md~",
+        "x.md.swp",
+    ] {
+        write(
+            &manifest_path(&fx.home, "agents", "x").with_file_name(name),
+            "",
+        );
+    }
+    write(&fx.bottle_path("x").with_file_name("Dev.MD"), "");
+    let w = fx.loader().misnamed_files();
+    assert_eq!(w.len(), 3, "{w:?}");
+    contains_all(&w[0], &["Dev.MD", "is never read", "rename it to dev.md"]);
+    contains_all(&w[1], &["MyAgent.md", "rename it to myagent.md"]);
+    contains_all(&w[2], &["dev.yaml", "[a-z][a-z0-9-]*.md"]);
+    // Loading carries them as warnings; a name differing in case is named
+    // when the real one is not found.
+    fx.bottle("ok", "{}\n");
+    fx.agent("a", "bottle: ok\n");
+    let loaded = fx.loader().load("a").expect("loads");
+    assert_eq!(loaded.warnings.len(), 3, "{:?}", loaded.warnings);
+    let (_, text) = err(fx.loader().load_agent("myagent"));
+    contains_all(&text, &["MyAgent.md", "never read", "lower-case"]);
+}
+
+#[test]
+fn a_bottles_folder_linking_out_of_the_config_folder_is_refused() {
+    let fx = Fx::new();
+    let elsewhere = fx.home.parent().expect("tmp").join("elsewhere");
+    write(&elsewhere.join("dev.md"), "---\n---\n");
+    let bottles = fx.paths().bottles_dir();
+    fs::remove_dir_all(&bottles).expect("rm");
+    std::os::unix::fs::symlink(&elsewhere, &bottles).expect("link");
+    let (e, text) = err(fx.loader().load_bottle("dev"));
+    assert!(matches!(e, ManifestError::OutsideConfig { .. }), "{e:?}");
+    contains_all(&text, &["elsewhere", "outside", "read only from inside"]);
+
+    // The whole ~/.bot-bottle linked elsewhere is the operator's choice.
+    let fx = Fx::new();
+    let real = fx.home.parent().expect("tmp").join("dotfiles");
+    fs::rename(fx.paths().config_dir(), &real).expect("move");
+    std::os::unix::fs::symlink(&real, fx.paths().config_dir()).expect("link");
+    fx.bottle("dev", "{}\n");
+    fx.loader()
+        .load_bottle("dev")
+        .expect("inside the (linked) config folder");
+
+    // A parent in the chain is held to the same rule.
+    let fx = Fx::new();
+    write(&fx.home.parent().expect("tmp").join("p.md"), "---\n---\n");
+    std::os::unix::fs::symlink(
+        fx.home.parent().expect("tmp").join("p.md"),
+        fx.bottle_path("base"),
+    )
+    .expect("link");
+    fx.bottle("child", "extends: base\n");
+    let (e, _) = err(fx.loader().load_bottle("child"));
+    assert!(matches!(e, ManifestError::OutsideConfig { .. }), "{e:?}");
+}
+
+#[test]
+fn type_error_messages_keep_the_key_and_type_only() {
+    for (msg, want) in [
+        (
+            "supervise: invalid type: string \"hunter2\", expected a boolean",
+            "supervise: invalid type: a string, expected a boolean",
+        ),
+        (
+            "env.A: invalid type: string \"x, expected y\", expected a string",
+            "env.A: invalid type: a string, expected a string",
+        ),
+        (
+            "egress.log: invalid value: integer `300`, expected u8",
+            "egress.log: invalid value: an integer, expected u8",
+        ),
+        (
+            "git-gate.repos.app.key.provider: unknown variant `hunter2`, expected `static` or `gitea`",
+            "git-gate.repos.app.key.provider: not one of the allowed values, expected `static` or `gitea`",
+        ),
+        (
+            "unknown field `colour`, expected one of `a`, `b`",
+            "unknown field `colour`, expected one of `a`, `b`",
+        ),
+        (
+            "unknown field `ghp_0123456789abcdefghijABCDEFGHIJ012345`, expected `a`",
+            "unknown field (a key not shown), expected `a`",
+        ),
+        ("missing field `bottle`", "missing field `bottle`"),
+    ] {
+        assert_eq!(without_values(msg), want);
+    }
+}
