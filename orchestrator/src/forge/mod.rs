@@ -127,6 +127,14 @@ impl DeployKeys {
         secrets: &Secrets,
         extra_roots: Option<&Path>,
     ) -> Result<Self, ForgeError> {
+        let mut out = Self::default();
+        if !plan
+            .git_upstreams
+            .iter()
+            .any(|u| matches!(u.key, PushKey::Gitea { .. }))
+        {
+            return Ok(out);
+        }
         let extra = match extra_roots {
             Some(p) => Some(std::fs::read(p).map_err(|e| ForgeError::Key {
                 path: p.to_owned(),
@@ -134,7 +142,6 @@ impl DeployKeys {
             })?),
             None => None,
         };
-        let mut out = Self::default();
         for up in &plan.git_upstreams {
             let PushKey::Gitea {
                 api_url,

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use saphyr_parser::{Event, Parser};
+use saphyr_parser::{Event, Parser, ScalarStyle};
 
 /// A manifest split at its `---` fences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,11 +90,18 @@ enum Frame {
     Sequence,
 }
 
+/// An open collection and whether it is written in flow style (`[…]`, `{…}`).
+struct Open {
+    frame: Frame,
+    flow: bool,
+}
+
 /// Refuses, anywhere in `yaml`: anchors, aliases and tags; a key repeated
 /// within one mapping; a key that is not plain text. Lines in the error are
 /// relative to `first_line`.
 pub fn check_events(yaml: &str, first_line: usize) -> Result<(), FrontmatterError> {
-    let mut stack: Vec<Frame> = Vec::new();
+    let mut stack: Vec<Open> = Vec::new();
+    let chars: Vec<char> = yaml.chars().collect();
     let at = |line: usize| Some(line + first_line - 1);
     for item in Parser::new_from_str(yaml) {
         let (event, span) = item.map_err(|e| FrontmatterError {
@@ -125,9 +132,23 @@ pub fn check_events(yaml: &str, first_line: usize) -> Result<(), FrontmatterErro
                 ),
             });
         }
+        let in_flow = stack.last().is_some_and(|o| o.flow);
         match event {
-            Event::Scalar(text, ..) => {
-                if let Some(Frame::Mapping(keys, expect_key)) = stack.last_mut() {
+            Event::Scalar(text, style, ..) => {
+                // serde_norway (libyaml's rules) reads `[?x]` as a mapping
+                // with key `x`, this parser (YAML 1.2) as the text `?x`: the
+                // two must never see different documents.
+                if in_flow && style == ScalarStyle::Plain && text.starts_with('?') {
+                    return Err(FrontmatterError {
+                        line: at(line),
+                        message: "a value starting with `?` inside `[…]` or `{…}` is read as a key by some YAML parsers and as text by others; quote it".into(),
+                    });
+                }
+                if let Some(Open {
+                    frame: Frame::Mapping(keys, expect_key),
+                    ..
+                }) = stack.last_mut()
+                {
                     if *expect_key {
                         if let Some(first) = keys.get(text.as_ref()) {
                             return Err(FrontmatterError {
@@ -145,22 +166,34 @@ pub fn check_events(yaml: &str, first_line: usize) -> Result<(), FrontmatterErro
                 }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
-                if let Some(Frame::Mapping(_, true)) = stack.last() {
+                if let Some(Open {
+                    frame: Frame::Mapping(_, true),
+                    ..
+                }) = stack.last()
+                {
                     return Err(FrontmatterError {
                         line: at(line),
                         message: "a key must be plain text, not a list or a mapping".into(),
                     });
                 }
-                stack.push(if matches!(event, Event::MappingStart(..)) {
-                    Frame::Mapping(HashMap::new(), true)
-                } else {
-                    Frame::Sequence
+                let flow = in_flow || matches!(chars.get(span.start.index()), Some('[' | '{'));
+                stack.push(Open {
+                    frame: if matches!(event, Event::MappingStart(..)) {
+                        Frame::Mapping(HashMap::new(), true)
+                    } else {
+                        Frame::Sequence
+                    },
+                    flow,
                 });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
                 // The collection that ended was a value in its parent.
-                if let Some(Frame::Mapping(_, expect_key)) = stack.last_mut() {
+                if let Some(Open {
+                    frame: Frame::Mapping(_, expect_key),
+                    ..
+                }) = stack.last_mut()
+                {
                     *expect_key = true;
                 }
             }
@@ -222,6 +255,18 @@ mod tests {
         check_events("a:\n  b: {c: 1}\n  c: 2\nb: 3\n", 1).expect("nested then sibling");
         // A complex key is refused.
         assert!(check_events("? [a, b]\n: 1\n", 1).is_err());
+    }
+
+    #[test]
+    fn a_question_mark_the_parsers_read_differently_is_refused() {
+        // libyaml (serde_norway) reads `[?GET]` as [{GET: null}] and
+        // `{?a: 1, a: 2}` as a duplicate; YAML 1.2 reads `?GET`, `?a` as text.
+        for y in ["m: [?GET]\n", "m: {?a: 1, a: 2}\n", "m: [{x: [?y]}]\n"] {
+            let e = check_events(y, 1).expect_err(y);
+            assert!(e.message.contains("quote it"), "{e:?}");
+        }
+        // Quoted, or in block style (a `?prompt` env value), it is text to both.
+        check_events("m: ['?GET', \"?a\"]\nenv:\n  A: ?Deploy password\n", 1).expect("fine");
     }
 
     #[test]

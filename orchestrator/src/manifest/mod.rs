@@ -169,7 +169,8 @@ pub fn manifest_file_name(file_name: &str) -> bool {
 /// `invalid type: string "hunter2", expected a boolean`, and a value in a
 /// manifest may be a secret pasted in the wrong place. The key path and
 /// the expected type stay.
-fn without_values(message: &str) -> String {
+#[must_use]
+pub fn without_values(message: &str) -> String {
     fn kind(unexpected: &str) -> &'static str {
         const KINDS: &[(&str, &str)] = &[
             ("string", "a string"),
@@ -264,6 +265,18 @@ pub(crate) fn parse_file<T: DeserializeOwned>(
     } else {
         split.yaml
     };
+    // Defence in depth for the duplicate-key rule: the parser serde reads
+    // with refuses a repeated mapping key itself; should it ever see keys
+    // the event check did not, its verdict stands.
+    if let Err(e) = serde_norway::from_str::<serde_norway::Value>(yaml)
+        && e.to_string().contains("duplicate entry")
+    {
+        return Err(ManifestError::Syntax {
+            path: path.to_owned(),
+            line: e.location().map(|l| l.line() + split.yaml_first_line - 1),
+            message: "a key appears twice in one mapping (as YAML parsers read it); quote the keys of this mapping".into(),
+        });
+    }
     let value: T = serde_norway::from_str(yaml).map_err(|e| {
         let line = e.location().map(|l| l.line() + split.yaml_first_line - 1);
         let mut message = e.to_string();

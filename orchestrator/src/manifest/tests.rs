@@ -884,7 +884,7 @@ fn route_auth_is_checked() {
     // A name that is no env entry names a host variable (the seed's form);
     // the plan reads it from the host at launch.
     let b = fx.loader().load_bottle("noenv").expect("a host variable");
-    let _ = file;
+    assert_eq!(b.chain, [file]);
     assert_eq!(
         b.routes[0]
             .route
