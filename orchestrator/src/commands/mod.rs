@@ -193,3 +193,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Interrupted, exit, exit_code, usage};
+
+    #[test]
+    fn one_table_maps_errors_to_exit_statuses() {
+        let config =
+            anyhow::Error::from(crate::plan::PlanError::Invalid("x".into())).context("planning");
+        assert_eq!(exit_code(&config), exit::CONFIG);
+        let unset = anyhow::Error::from(crate::plan::ResolveError::Env(
+            crate::env::EnvError::MissingHostVar {
+                key: "A".into(),
+                var: "B".into(),
+            },
+        ));
+        assert_eq!(exit_code(&unset), exit::CONFIG);
+        assert_eq!(exit_code(&usage("bad flag")), exit::CONFIG);
+        assert_eq!(
+            exit_code(&anyhow::anyhow!("the Docker engine does not answer")),
+            exit::RUNTIME
+        );
+        let int = anyhow::Error::from(Interrupted { signal: 2 }).context("launching");
+        assert_eq!(exit_code(&int), exit::INTERRUPTED_INT);
+        let term = anyhow::Error::from(Interrupted { signal: 15 });
+        assert_eq!(exit_code(&term), exit::INTERRUPTED_TERM);
+        for code in ["64", "130", "143", "start -- CMD"] {
+            assert!(exit::TABLE.contains(code), "{code}");
+        }
+    }
+}
