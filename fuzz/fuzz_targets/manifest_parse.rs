@@ -10,13 +10,17 @@
 //! - **split**: `frontmatter::split` either refuses with a line number, or
 //!   cuts the text into opening fence, YAML, the first closing fence and
 //!   body, which concatenate back to the input, with no fence inside the YAML.
-//! - **indirection**: `refuse_indirection` errors on a line inside the YAML;
-//!   when it accepts, `serde_norway` finds no tagged value either (the two YAML
-//!   parsers must agree that a file has no tags).
+//! - **events**: `check_events` (anchors, aliases, tags, a key twice in one
+//!   mapping) errors on a line inside the YAML; when it accepts,
+//!   `serde_norway` finds no tagged value either (the two YAML parsers must
+//!   agree that a file has no tags), and every mapping `serde_norway` reads
+//!   has as many entries as keys written (no key silently dropped).
 //! - **the loader is the pure functions**: `Loader::load_chain("fz")` and
-//!   `Loader::load_agent("fz")` accept exactly what split → refuse →
-//!   `serde_norway` accepts, give the same layer, and report the same line;
-//!   every load error names the file (or the bottles of a cycle).
+//!   `Loader::load_agent("fz")` accept exactly what (BOM dropped) split →
+//!   check → `serde_norway` accepts, give the same layer, and report the
+//!   same line and the same message with values removed; a type error never
+//!   quotes the value it met; every load error names the file (or the
+//!   bottles of a cycle).
 //! - **round-trip**: an accepted layer (bottle or agent) serialised with
 //!   `serde_norway` contains no anchor, alias or tag, parses back equal, and
 //!   re-serialises to the same text.
@@ -39,11 +43,14 @@
 //!   chars except where the masked description has the same text.
 //! - **plan**: for agents `fixed` and `fz` that load, `LaunchPlan::new` never
 //!   fails on its own rendered routes.yaml; its `Display`, `Debug` and any
-//!   error are identical when every literal in the bottle's env and
-//!   `auth_token` is masked (non-interference: a plan cannot print an env
-//!   literal); resolving its secrets with every host variable and prompt
-//!   answering a random per-process secret never puts that secret in an
-//!   error or a `Debug`.
+//!   error are identical when every literal in the bottle's env and in every
+//!   field naming a secret (`auth_token`, routes' `token_ref`, pi's
+//!   `api_key_env`, `forge_token_env`) is masked, the warnings that a secret
+//!   is written into the manifest aside (non-interference: a plan cannot
+//!   print such a literal); those warnings show no literal either; resolving
+//!   its secrets with every host variable and prompt answering a random
+//!   per-process secret never puts that secret in an error, a `Debug` or the
+//!   host report.
 //!
 //! Inputs that are not UTF-8 are skipped: manifests are read into a
 //! `String` first, so the loader never sees them.
@@ -56,10 +63,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use bb_egress::policy::RoutesConfig;
-use bot_bottle::env::{EnvError, EnvSource, Part, Prompter, Redacted};
+use bot_bottle::env::{EnvError, EnvSource, Part, Prompter, Redacted, SecretRef};
 use bot_bottle::manifest::frontmatter::{self, FrontmatterError};
 use bot_bottle::manifest::{
     AgentLayer, Bottle, BottleLayer, Loaded, Loader, ManifestError, merge, resolve_chain,
+    without_values,
 };
 use bot_bottle::paths::Paths;
 use bot_bottle::plan::{LaunchPlan, PlanOptions, token_env_name};
@@ -273,9 +281,11 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// What the loader does before serde: split, refuse indirection, and read
-/// an empty frontmatter as `{}`. Returns the YAML to parse and the body.
+/// What the loader does before serde: drop a byte-order mark, split, check
+/// the events, and read an empty frontmatter as `{}`. Returns the YAML to
+/// parse and the body.
 fn frontmatter_yaml(text: &str) -> Result<(&str, &str), FrontmatterError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let split = frontmatter::split(text);
     let split = match split {
         Ok(s) => s,
@@ -289,7 +299,7 @@ fn frontmatter_yaml(text: &str) -> Result<(&str, &str), FrontmatterError> {
     };
     check_split(text, split.yaml, split.body);
     assert_eq!(split.yaml_first_line, 2);
-    if let Err(e) = frontmatter::refuse_indirection(split.yaml, split.yaml_first_line) {
+    if let Err(e) = frontmatter::check_events(split.yaml, split.yaml_first_line) {
         let line = e.line.expect("indirection error without a line");
         // YAML counts a bare CR as a line break too; the last line is the
         // closing fence's (where an unterminated construct is reported).
@@ -306,10 +316,26 @@ fn frontmatter_yaml(text: &str) -> Result<(&str, &str), FrontmatterError> {
         );
         return Err(e);
     }
+    match serde_norway::from_str::<serde_norway::Value>(split.yaml) {
+        Err(e) if e.to_string().contains("duplicate entry") => {
+            // The loader's second duplicate check, by the parser serde uses.
+            return Err(FrontmatterError {
+                line: e.location().map(|l| l.line() + split.yaml_first_line - 1),
+                message: "a key appears twice in one mapping (as YAML parsers read it); quote the keys of this mapping".into(),
+            });
+        }
+        _ => {}
+    }
     if let Ok(value) = serde_norway::from_str::<serde_norway::Value>(split.yaml) {
         assert!(
             !has_tag(&value),
-            "refuse_indirection accepted YAML in which serde_norway sees a tag:\n{}",
+            "check_events accepted YAML in which serde_norway sees a tag:\n{}",
+            split.yaml
+        );
+        assert_eq!(
+            entries(&value),
+            key_events(split.yaml),
+            "a mapping lost a key that check_events let through:\n{}",
             split.yaml
         );
     }
@@ -319,6 +345,48 @@ fn frontmatter_yaml(text: &str) -> Result<(&str, &str), FrontmatterError> {
         split.yaml
     };
     Ok((yaml, split.body))
+}
+
+/// Entries of every mapping in `v`, in document order.
+fn entries(v: &serde_norway::Value) -> usize {
+    use serde_norway::Value;
+    match v {
+        Value::Sequence(items) => items.iter().map(entries).sum(),
+        Value::Mapping(m) => m.len() + m.iter().map(|(k, v)| entries(k) + entries(v)).sum::<usize>(),
+        Value::Tagged(t) => entries(&t.value),
+        _ => 0,
+    }
+}
+
+/// Keys written in every mapping of `yaml`, by the event stream.
+fn key_events(yaml: &str) -> usize {
+    use saphyr_parser::{Event, Parser};
+    // (is a mapping, next node is a key)
+    let mut stack: Vec<(bool, bool)> = Vec::new();
+    let mut keys = 0;
+    for item in Parser::new_from_str(yaml) {
+        let Ok((event, _)) = item else { return usize::MAX };
+        let top_key = |stack: &mut Vec<(bool, bool)>, keys: &mut usize| {
+            if let Some((true, expect_key)) = stack.last_mut() {
+                if *expect_key {
+                    *keys += 1;
+                }
+                *expect_key = !*expect_key;
+            }
+        };
+        match event {
+            Event::Scalar(..) | Event::Alias(_) => top_key(&mut stack, &mut keys),
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                top_key(&mut stack, &mut keys);
+                stack.push((matches!(event, Event::MappingStart(..)), true));
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    keys
 }
 
 fn is_fence(line: &str) -> bool {
@@ -364,11 +432,12 @@ fn has_tag(v: &serde_norway::Value) -> bool {
     }
 }
 
-/// serde's verdict in the loader's terms: the frontmatter-relative line.
+/// serde's verdict in the loader's terms: the frontmatter-relative line,
+/// the message without the value it met.
 fn serde_layer<T: DeserializeOwned>(yaml: &str) -> Result<T, FrontmatterError> {
     serde_norway::from_str::<T>(yaml).map_err(|e| FrontmatterError {
         line: e.location().map(|l| l.line() + 1),
-        message: e.to_string(),
+        message: without_values(&e.to_string()),
     })
 }
 
@@ -389,6 +458,13 @@ fn same_syntax_error(pure: &FrontmatterError, loaded: &ManifestError, file: &Pat
                 "another message than the pure path: {message:?} vs {:?}",
                 pure.message
             );
+            for kind in ["string \"", "integer `", "boolean `", "floating point `"] {
+                assert!(
+                    !message.contains(&format!("invalid type: {kind}"))
+                        && !message.contains(&format!("invalid value: {kind}")),
+                    "a type error quotes the value it met: {message}"
+                );
+            }
         }
         other => panic!("the pure path refuses with {pure:?}, the loader with {other}"),
     }
@@ -427,7 +503,7 @@ where
 {
     let yaml = serde_norway::to_string(layer)
         .unwrap_or_else(|e| panic!("a parsed layer does not serialise: {e}\n{layer:#?}"));
-    frontmatter::refuse_indirection(&yaml, 2).unwrap_or_else(|e| {
+    frontmatter::check_events(&yaml, 2).unwrap_or_else(|e| {
         panic!("the serialised layer has an anchor, alias or tag: {e:?}\n{yaml}")
     });
     let again: T = serde_norway::from_str(&yaml).unwrap_or_else(|e| {
@@ -528,12 +604,8 @@ fn check_bottle(b: &Bottle, chain: &[(PathBuf, BottleLayer)]) {
             );
         }
         if let Some(a) = &r.route.auth {
-            assert!(
-                b.merged
-                    .env
-                    .as_ref()
-                    .is_some_and(|e| e.contains_key(&a.token_ref))
-            );
+            // One rule names every secret; the loader accepted it.
+            SecretRef::parse(&a.token_ref).expect("an accepted token_ref");
         }
     }
 
@@ -686,14 +758,27 @@ fn mask(src: &EnvSource) -> String {
     }
 }
 
-/// `loaded` with every literal of the bottle's env and `auth_token` masked.
+/// A secret field's value with every literal character masked, staying in
+/// its class: a name is no secret and stays; `${…}` and `?…` mask their
+/// literal parts; a literal becomes `-`s, which no rule reads as a name.
+fn mask_secret_ref(s: &str) -> String {
+    match SecretRef::parse(s) {
+        Ok(SecretRef::Name(_)) | Err(_) => s.to_owned(),
+        Ok(SecretRef::Source(src)) => mask(&src),
+        Ok(SecretRef::Literal(l)) => "-".repeat(l.chars().count()),
+    }
+}
+
+/// `loaded` with every literal of the bottle's env and of every field
+/// naming a secret masked.
 fn masked(loaded: &Loaded) -> Loaded {
     let mut out = loaded.clone();
-    let mask_str = |s: &mut String| {
+    let mask_env = |s: &mut String| {
         if let Ok(src) = EnvSource::parse(s) {
             *s = mask(&src);
         }
     };
+    let mask_ref = |s: &mut String| *s = mask_secret_ref(s);
     for v in out
         .bottle
         .merged
@@ -701,21 +786,80 @@ fn masked(loaded: &Loaded) -> Loaded {
         .iter_mut()
         .flat_map(BTreeMap::values_mut)
     {
-        mask_str(v);
+        mask_env(v);
     }
-    if let Some(t) = out.bottle.provider.auth_token.as_mut() {
-        mask_str(t);
+    let providers = [
+        Some(&mut out.bottle.provider),
+        out.bottle.merged.agent_provider.as_mut(),
+    ];
+    for p in providers.into_iter().flatten() {
+        if let Some(t) = p.auth_token.as_mut() {
+            mask_ref(t);
+        }
+        if let Some(serde_norway::Value::String(k)) =
+            p.settings.as_mut().and_then(|s| s.get_mut("api_key_env"))
+        {
+            mask_ref(k);
+        }
     }
-    if let Some(t) = out
-        .bottle
-        .merged
-        .agent_provider
-        .as_mut()
-        .and_then(|p| p.auth_token.as_mut())
-    {
-        mask_str(t);
+    for r in &mut out.bottle.routes {
+        if let Some(a) = r.route.auth.as_mut() {
+            mask_ref(&mut a.token_ref);
+        }
+    }
+    for repo in out.bottle.repos.values_mut() {
+        if let Some(t) = repo.key.forge_token_env.as_mut() {
+            mask_ref(t);
+        }
     }
     out
+}
+
+/// The plan's text without the warnings that a secret is written into the
+/// manifest (they depend on its shape); those are checked on their own.
+fn without_literal_warnings(p: &LaunchPlan) -> LaunchPlan {
+    let mut p = p.clone();
+    p.warnings.retain(|w| {
+        !w.contains("written into the manifest") && !w.contains("looks like a real key")
+    });
+    p
+}
+
+/// A warning that a secret is written into the manifest is the fixed text
+/// around a field name, a manifest file of the chain and a length: nothing
+/// of the literal.
+fn check_literal_warning(w: &str, loaded: &Loaded) {
+    const MARK: &str = " holds a secret written into the manifest (";
+    let Some((head, tail)) = w.split_once(MARK) else {
+        return;
+    };
+    let files: Vec<String> = loaded
+        .bottle
+        .chain
+        .iter()
+        .map(|p| format!(" ({})", p.display()))
+        .collect();
+    assert!(
+        files.iter().any(|f| head.ends_with(f.as_str())),
+        "a literal warning names no manifest file: {w}"
+    );
+    let field = files
+        .iter()
+        .find_map(|f| head.strip_suffix(f.as_str()))
+        .unwrap_or(head);
+    assert!(
+        field == "agent_provider.auth_token"
+            || field == "agent_provider.settings.api_key_env"
+            || (field.starts_with("env.") && bot_bottle::env::valid_env_name(&field[4..]))
+            || (field.starts_with("git-gate.repos.") && field.ends_with(".key.forge_token_env"))
+            || (field.starts_with("egress.routes[") && field.ends_with("].auth.token_ref")),
+        "a literal warning for an unknown field: {w}"
+    );
+    let rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+    assert!(
+        rest.starts_with(" chars): anyone who can read the file can read it;"),
+        "a literal warning with more than a length: {w}"
+    );
 }
 
 /// Answers every prompt with the fixture's secret.
@@ -745,7 +889,10 @@ fn plan_agent(manifests: &Loader, agent: &str) {
     };
     let plan = plan_once(&loaded);
     let shown = |p: &Result<LaunchPlan, String>| match p {
-        Ok(p) => format!("{p}\n{p:?}"),
+        Ok(p) => {
+            let p = without_literal_warnings(p);
+            format!("{p}\n{p:?}")
+        }
         Err(e) => e.clone(),
     };
     if let Err(e) = &plan {
@@ -766,9 +913,17 @@ fn plan_agent(manifests: &Loader, agent: &str) {
         return;
     };
     assert!(RoutesConfig::from_yaml(&plan.routes_yaml).is_ok());
+    // The literal warnings name the field, the file and a length only.
+    for w in &plan.warnings {
+        check_literal_warning(w, &loaded);
+    }
 
     let secret = fx.secret.as_str();
     let host = |_: &str| Some(secret.to_owned());
+    assert!(
+        !plan.host_report(&host).contains(secret),
+        "the host report shows a value"
+    );
     match plan.resolve_secrets(&host, &mut SecretPrompter) {
         Ok(secrets) => {
             assert!(

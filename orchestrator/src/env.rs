@@ -1,11 +1,16 @@
 //! Env values in manifests: a literal, `${HOST_VAR}` read from the host, or
-//! `?prompt text` asked at launch without echo.
+//! `?prompt text` asked at launch without echo; and [`SecretRef`], the one
+//! rule for every field that names a secret (`auth_token`,
+//! `auth.token_ref`, pi's `api_key_env`, git-gate's `forge_token_env`).
 //!
 //! Resolved values travel as [`Redacted`]: they reach the container runtime
 //! through its process environment, never a command line or a file, and no
 //! `Debug`/`Display` of a plan can print one.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use bb_egress::dlp::{Detector, DetectorSet, DlpEngine};
 
 pub use bb_egress::redact::Redacted;
 
@@ -17,6 +22,89 @@ pub fn valid_env_name(name: &str) -> bool {
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Longest bare value taken for a variable name; anything longer is a
+/// literal (no one names a variable with 129 characters, tokens are long).
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Whether `value` has the shape of a well-known credential format (the
+/// tokens of the big forges, model vendors and clouds), judged by the
+/// egress proxy's own `token_patterns` detector.
+#[must_use]
+pub fn looks_like_credential(value: &str) -> bool {
+    static ENGINE: OnceLock<Arc<DlpEngine>> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| Arc::new(DlpEngine::without_secrets()));
+    engine
+        .scan(
+            DetectorSet::of(&[Detector::TokenPatterns]),
+            value.as_bytes(),
+        )
+        .is_some()
+}
+
+/// Whether a bare `value` is taken for the *name* of a variable: it has a
+/// variable's shape, is not too long, and is not a known credential format
+/// (`ghp_…` has a name's shape but is a token).
+#[must_use]
+pub fn is_variable_name(value: &str) -> bool {
+    valid_env_name(value) && value.len() <= MAX_NAME_LEN && !looks_like_credential(value)
+}
+
+/// How a field that names a secret is written. One rule for
+/// `agent_provider.auth_token`, `egress.routes[].auth.token_ref`, pi's
+/// `settings.api_key_env` and git-gate's `key.forge_token_env`
+/// (docs/manifest.md, "Naming a secret"):
+///
+/// - a bare variable name (`GITHUB_TOKEN`, the earlier bot-bottle's form):
+///   the bottle's `env:` entry of that name when it has one, otherwise the
+///   host variable of that name — never the name itself as the token;
+/// - `${VAR}` (text around it allowed) or `?question`: as an env value;
+/// - anything else is the secret itself, written into the manifest: it is
+///   used, with a warning, and never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// A bare variable name.
+    Name(String),
+    /// `${VAR}`-interpolated or `?prompt`.
+    Source(EnvSource),
+    /// The secret itself.
+    Literal(String),
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name(n) => write!(f, "name `{n}`"),
+            Self::Source(s) => write!(f, "{s:?}"),
+            Self::Literal(l) => write!(f, "literal ({} chars)", l.chars().count()),
+        }
+    }
+}
+
+impl SecretRef {
+    /// Classifies a manifest value. Errors never contain the value.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.is_empty() {
+            return Err(
+                "empty: write the name of the variable that holds the secret (`MY_TOKEN` or `${MY_TOKEN}`)"
+                    .into(),
+            );
+        }
+        if value.starts_with('?') || value.contains("${") {
+            return EnvSource::parse(value).map(Self::Source);
+        }
+        if is_variable_name(value) {
+            return Ok(Self::Name(value.to_owned()));
+        }
+        Ok(Self::Literal(value.to_owned()))
+    }
+
+    /// Whether the secret is written into the manifest itself.
+    #[must_use]
+    pub fn is_literal(&self) -> bool {
+        matches!(self, Self::Literal(_))
+    }
 }
 
 /// One piece of an interpolated value.
@@ -99,17 +187,16 @@ impl EnvSource {
                 return Err("unclosed `${`: write `${NAME}`".into());
             };
             let var = &after[..end];
+            // What is between the braces is never shown: it may be a value
+            // pasted where a name belongs.
             if !valid_env_name(var) {
-                // What is between the braces is shown only when it looks like
-                // a mistyped name, never a pasted value.
-                let shown = if var.len() <= 32 && var.bytes().all(|b| b.is_ascii_graphic()) {
-                    var
-                } else {
-                    "…"
-                };
-                return Err(format!(
-                    "`${{{shown}}}` does not name a host variable ([A-Za-z_][A-Za-z0-9_]*)"
-                ));
+                return Err("`${…}` does not name a host variable ([A-Za-z_][A-Za-z0-9_]*)".into());
+            }
+            if looks_like_credential(var) {
+                return Err(
+                    "`${…}` holds what looks like a credential, not the name of a variable: put the secret in a host variable and write its name"
+                        .into(),
+                );
             }
             if !lit.is_empty() {
                 parts.push(Part::Lit(std::mem::take(&mut lit)));
@@ -214,6 +301,25 @@ impl Prompter for TtyPrompter {
     }
 }
 
+/// Checks without asking: with a terminal a `?prompt` would be asked at
+/// launch, so it stands in with a placeholder; without one it is the same
+/// error a launch would meet. Dry runs and the preflight check use it.
+#[derive(Debug)]
+pub struct WouldAsk {
+    /// Whether a terminal is there to ask on.
+    pub interactive: bool,
+}
+
+impl Prompter for WouldAsk {
+    fn ask(&mut self, key: &str, question: &str) -> Result<Redacted<String>, EnvError> {
+        if self.interactive {
+            Ok(Redacted::new("asked at launch".to_owned()))
+        } else {
+            NoTty.ask(key, question)
+        }
+    }
+}
+
 /// Never asks: every `?prompt` is an error (no terminal).
 #[derive(Debug, Default)]
 pub struct NoTty;
@@ -265,7 +371,16 @@ mod tests {
                 .expect_err("unclosed")
                 .contains("unclosed")
         );
-        assert!(EnvSource::parse("${1X}").expect_err("bad").contains("1X"));
+        let e = EnvSource::parse("${1X}").expect_err("bad");
+        assert!(
+            e.contains("does not name a host variable") && !e.contains("1X"),
+            "{e}"
+        );
+        let e = EnvSource::parse("${ghp_0123456789abcdefghijABCDEFGHIJ012345}").expect_err("token");
+        assert!(
+            e.contains("looks like a credential") && !e.contains("ghp_"),
+            "{e}"
+        );
         assert!(EnvSource::parse("?").is_err());
     }
 
@@ -284,6 +399,42 @@ mod tests {
             missing.expect_err("missing").to_string(),
             "`API` reads host variable `ABSENT`, which is not set"
         );
+    }
+
+    #[test]
+    fn one_rule_names_every_secret() {
+        use super::SecretRef;
+        // A bare name is a name: an env entry or a host variable, never the
+        // token itself.
+        assert_eq!(
+            SecretRef::parse("BOT_BOTTLE_CLAUDE_OAUTH_TOKEN").expect("name"),
+            SecretRef::Name("BOT_BOTTLE_CLAUDE_OAUTH_TOKEN".into())
+        );
+        assert_eq!(
+            SecretRef::parse("${GITEA_TOKEN}").expect("var"),
+            SecretRef::Source(EnvSource::Interpolated(vec![Part::Var(
+                "GITEA_TOKEN".into()
+            )]))
+        );
+        assert_eq!(
+            SecretRef::parse("?Forge token").expect("prompt"),
+            SecretRef::Source(EnvSource::Prompt("Forge token".into()))
+        );
+        // Anything else is the secret itself; so is a token that has a
+        // name's shape (a GitHub token matches [A-Za-z_][A-Za-z0-9_]*).
+        for literal in [
+            "glpat-0123456789abcdefghij",
+            "sk-ant-api03-abc",
+            "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+            &"A".repeat(129),
+        ] {
+            let r = SecretRef::parse(literal).expect("literal");
+            assert!(r.is_literal(), "{literal}");
+            assert!(!format!("{r:?}").contains(literal), "{r:?}");
+        }
+        let e = SecretRef::parse("").expect_err("empty");
+        assert!(e.contains("empty"), "{e}");
+        assert!(SecretRef::parse("${ghp_0123456789abcdefghijABCDEFGHIJ012345}").is_err());
     }
 
     #[test]

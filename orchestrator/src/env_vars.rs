@@ -11,7 +11,8 @@ pub const BOT_BOTTLE_BACKEND: &str = "BOT_BOTTLE_BACKEND";
 /// the sidecar bundle image (default: next to the `bot-bottle` executable).
 pub const BOT_BOTTLE_BUNDLE_BIN_DIR: &str = "BOT_BOTTLE_BUNDLE_BIN_DIR";
 /// A PEM file of extra CAs the egress proxy trusts for upstreams (corporate
-/// TLS inspection, test upstreams). Mounted read-only into the bundle.
+/// TLS inspection, test upstreams). Mounted read-only into the bundle, and
+/// trusted by bot-bottle itself for a forge's API (Gitea deploy keys).
 pub const BOT_BOTTLE_UPSTREAM_CA: &str = "BOT_BOTTLE_UPSTREAM_CA";
 /// An existing Docker network to use as the bundle's way out instead of a
 /// per-bottle one (it is never removed by teardown).
@@ -25,7 +26,10 @@ pub const BOT_BOTTLE_DOCKER: &str = "BOT_BOTTLE_DOCKER";
 pub const BOT_BOTTLE_TEST_BREAK_ISOLATION: &str = "BOT_BOTTLE_TEST_BREAK_ISOLATION";
 /// `1`: print how long each phase of a launch took, to stderr.
 pub const BOT_BOTTLE_TIMING: &str = "BOT_BOTTLE_TIMING";
-/// Editor for `edit` (then `EDITOR`, then `vi`).
+/// `1` (or `true`, `yes`) makes `start` a dry run, as `--dry-run` does;
+/// `0`, `false`, `no` or empty leave it off. Anything else is refused.
+pub const BOT_BOTTLE_DRY_RUN: &str = "BOT_BOTTLE_DRY_RUN";
+/// Editor for `edit` (then `EDITOR`, then `vi` on a terminal).
 pub const VISUAL: &str = "VISUAL";
 /// Editor for `edit` when `VISUAL` is unset.
 pub const EDITOR: &str = "EDITOR";

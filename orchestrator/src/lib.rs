@@ -4,6 +4,7 @@
 //! - [`env`]: env values (literal, `${HOST_VAR}`, `?prompt`) and redaction.
 //! - [`provider`]: claude, codex, pi and plugins (SPEC §6).
 //! - [`plan`]: the launch plan, computed without a container runtime.
+//! - [`forge`]: Gitea deploy keys minted at launch, revoked at teardown.
 //! - [`backend`]: container backends (Docker).
 //! - [`commands`]: one module per CLI command.
 
@@ -11,6 +12,7 @@ pub mod backend;
 pub mod commands;
 pub mod env;
 pub mod env_vars;
+pub mod forge;
 pub mod manifest;
 pub mod paths;
 pub mod plan;

@@ -1,23 +1,30 @@
 //! The `bot-bottle` binary: parses flags and hands over to [`bot_bottle::commands::run`].
+//! Exit statuses follow one table (`bot_bottle::commands::exit`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = bot_bottle::commands::Cli::parse();
-    match bot_bottle::commands::run(cli) {
+    use bot_bottle::commands::{Cli, exit, exit_code, run};
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` are not errors; a bad flag is a usage
+            // error like any other (64, not clap's 2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::CONFIG
+            } else {
+                exit::OK
+            });
+        }
+    };
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("bot-bottle: {e:#}");
-            // Configuration errors (manifests, providers, the plan) exit 64
-            // like bb-egress's; anything else 1.
-            let config = e.chain().any(|c| {
-                c.is::<bot_bottle::manifest::ManifestError>()
-                    || c.is::<bot_bottle::plan::PlanError>()
-                    || c.is::<bot_bottle::provider::ProviderError>()
-            });
-            ExitCode::from(if config { 64 } else { 1 })
+            ExitCode::from(exit_code(&e))
         }
     }
 }

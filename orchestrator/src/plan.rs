@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use bb_egress::policy::{AuthScheme, LogLevel, RoutesConfig};
 
-use crate::env::{EnvError, EnvSource, Prompter, Redacted};
-use crate::manifest::{KeyProvider, Loaded, RepoKey};
+use crate::env::{EnvError, EnvSource, Part, Prompter, Redacted, SecretRef};
+use crate::manifest::ssh::{GitUrl, HostKey};
+use crate::manifest::{KeyProvider, Loaded};
 use crate::paths::Paths;
 use crate::provider::{AgentFile, DockerfileSource, Provider, RenderInput, RouteCredential};
 
@@ -63,15 +64,22 @@ impl Daemon {
 /// Where a secret comes from; resolved only at launch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
-    /// A bottle `env:` entry.
+    /// A bottle `env:` entry, named by a secret field.
     Env {
         /// The entry.
         key: String,
         /// Its value's source.
         source: EnvSource,
     },
-    /// `agent_provider.auth_token`.
-    ProviderToken(EnvSource),
+    /// Written at a secret field itself (`agent_provider.auth_token`,
+    /// `egress.routes[<host>].auth.token_ref`, …): a host variable (bare
+    /// name or `${VAR}`), `?prompt`, or a literal.
+    Field {
+        /// The manifest field, as errors and the plan name it.
+        field: String,
+        /// The value's source.
+        source: EnvSource,
+    },
     /// A token in a JSON file on the host.
     HostFile {
         /// The file.
@@ -82,15 +90,114 @@ pub enum SecretSource {
 }
 
 impl SecretSource {
-    fn describe(&self) -> String {
+    /// Where the secret comes from, never its value.
+    #[must_use]
+    pub fn describe(&self) -> String {
         match self {
             Self::Env { key, source } => format!("env `{key}` = {}", source.describe()),
-            Self::ProviderToken(s) => format!("agent_provider.auth_token = {}", s.describe()),
+            Self::Field { field, source } => format!("{field} = {}", source.describe()),
             Self::HostFile { path, pointer } => {
                 format!("host login {} ({pointer})", path.display())
             }
         }
     }
+
+    /// What names this secret in errors and the host-variable report.
+    #[must_use]
+    pub fn label(&self) -> String {
+        match self {
+            Self::Env { key, .. } => format!("env.{key}"),
+            Self::Field { field, .. } => field.clone(),
+            Self::HostFile { path, .. } => path.display().to_string(),
+        }
+    }
+
+    /// Whether two sources yield the same value (the field naming it aside).
+    fn same_value(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Field { source: a, .. }, Self::Field { source: b, .. }) => a == b,
+            _ => self == other,
+        }
+    }
+
+    /// The env source behind it, when there is one.
+    fn env_source(&self) -> Option<&EnvSource> {
+        match self {
+            Self::Env { source, .. } | Self::Field { source, .. } => Some(source),
+            Self::HostFile { .. } => None,
+        }
+    }
+
+    /// Resolves the value.
+    fn resolve(
+        &self,
+        host: &dyn Fn(&str) -> Option<String>,
+        prompter: &mut dyn Prompter,
+    ) -> Result<Redacted<String>, ResolveError> {
+        match self {
+            Self::Env { key, source } => Ok(source.resolve(key, host, prompter)?),
+            Self::Field { field, source } => Ok(source.resolve(field, host, prompter)?),
+            Self::HostFile { path, pointer } => read_host_login(path, pointer),
+        }
+    }
+}
+
+/// A secret field's value as the plan uses it: where it comes from and the
+/// `EGRESS_TOKEN_*`-style name it suggests (the variable's name for a bare
+/// name or a lone `${VAR}`, otherwise `fallback`).
+fn secret_source(
+    field: &str,
+    secret: &SecretRef,
+    env: &BTreeMap<String, EnvSource>,
+    fallback: &str,
+) -> (String, SecretSource) {
+    match secret {
+        SecretRef::Name(n) => {
+            let source = match env.get(n) {
+                Some(src) => SecretSource::Env {
+                    key: n.clone(),
+                    source: src.clone(),
+                },
+                None => SecretSource::Field {
+                    field: field.to_owned(),
+                    source: EnvSource::Interpolated(vec![Part::Var(n.clone())]),
+                },
+            };
+            (n.clone(), source)
+        }
+        SecretRef::Source(src) => {
+            let name = match src {
+                EnvSource::Interpolated(parts) => match parts.as_slice() {
+                    [Part::Var(v)] => v.clone(),
+                    _ => fallback.to_owned(),
+                },
+                _ => fallback.to_owned(),
+            };
+            (
+                name,
+                SecretSource::Field {
+                    field: field.to_owned(),
+                    source: src.clone(),
+                },
+            )
+        }
+        SecretRef::Literal(l) => (
+            fallback.to_owned(),
+            SecretSource::Field {
+                field: field.to_owned(),
+                source: EnvSource::Literal(l.clone()),
+            },
+        ),
+    }
+}
+
+/// The warning for a secret written into a manifest.
+fn literal_warning(field: &str, file: &Path, value: &str) -> String {
+    format!(
+        "{field} ({}) holds a secret written into the manifest ({} chars): anyone who can read the file can read it; keep it in a host variable and write its name instead (see docs/manifest.md, \"Naming a secret\")",
+        file.display(),
+        value.chars().count()
+    )
 }
 
 /// A variable only the egress proxy gets.
@@ -111,19 +218,104 @@ pub enum AgentEnvValue {
     Manifest(EnvSource),
 }
 
-/// One git upstream served by the gate.
+/// One git upstream served by the gate: what `bb-gitgate`'s `gate.yaml`
+/// needs (`url`, `key_file`, `host_key`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitUpstream {
     /// The repo's name.
     pub name: String,
-    /// The real upstream.
+    /// The real upstream, as written.
     pub url: String,
+    /// It parsed: user, host, port, path.
+    pub ssh: GitUrl,
     /// The URL the agent's git uses instead.
     pub gate_url: String,
-    /// The push key.
-    pub key: RepoKey,
-    /// The pinned host key.
-    pub host_key: String,
+    /// Where the push key comes from.
+    pub key: PushKey,
+    /// The pinned host key (strict checking).
+    pub host_key: HostKey,
+    /// Where the host key was found.
+    pub host_key_origin: HostKeyOrigin,
+}
+
+impl GitUpstream {
+    /// The private key file the gate pushes with.
+    #[must_use]
+    pub fn key_file(&self) -> &Path {
+        match &self.key {
+            PushKey::Static { path } => path,
+            PushKey::Gitea { key_file, .. } => key_file,
+        }
+    }
+}
+
+/// Where a repo's push key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushKey {
+    /// A private key file of the operator's.
+    Static {
+        /// The file (`~/` expanded).
+        path: PathBuf,
+    },
+    /// A Gitea deploy key minted at launch ([`crate::forge`]), revoked at
+    /// teardown.
+    Gitea {
+        /// The API base (`https://host/api/v1`).
+        api_url: String,
+        /// The forge repository's owner.
+        owner: String,
+        /// The forge repository's name.
+        name: String,
+        /// The forge token.
+        token: SecretSource,
+        /// Where the minted private key is written (0600, state folder).
+        key_file: PathBuf,
+    },
+}
+
+/// Where a pinned host key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKeyOrigin {
+    /// The repo's `host_key` in the bottle.
+    Manifest,
+    /// The operator's `known_hosts` file, at this line.
+    KnownHosts {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+    },
+}
+
+/// A manifest file read for the plan, and where it really is when it is a
+/// symlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadFile {
+    /// The path as looked up.
+    pub path: PathBuf,
+    /// The link's target, when the file is a symlink.
+    pub target: Option<PathBuf>,
+}
+
+impl ReadFile {
+    fn of(path: &Path) -> Self {
+        let link = path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink());
+        Self {
+            path: path.to_owned(),
+            target: link.then(|| path.canonicalize().ok()).flatten(),
+        }
+    }
+}
+
+/// One host variable a plan reads, and the fields that read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostVarUse {
+    /// The variable.
+    pub var: String,
+    /// What reads it (`env.GITHUB_TOKEN`, `agent_provider.auth_token`).
+    pub read_by: Vec<String>,
 }
 
 /// The per-bottle state folder.
@@ -159,11 +351,21 @@ impl StateLayout {
     pub fn agent_files_dir(&self) -> PathBuf {
         self.root.join("agent")
     }
+    /// The git gate's keys (minted deploy keys, 0600).
+    #[must_use]
+    pub fn git_gate_dir(&self) -> PathBuf {
+        self.root.join("git-gate")
+    }
 
     /// Creates the folders: 0700, so secrets under them are the owner's.
     pub fn create(&self) -> std::io::Result<()> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        for dir in [self.root.clone(), self.queue_dir(), self.agent_files_dir()] {
+        for dir in [
+            self.root.clone(),
+            self.queue_dir(),
+            self.agent_files_dir(),
+            self.git_gate_dir(),
+        ] {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -210,7 +412,7 @@ pub struct LaunchPlan {
     /// The bottle's name.
     pub bottle: String,
     /// Manifest files read, agent first.
-    pub files_read: Vec<PathBuf>,
+    pub files_read: Vec<ReadFile>,
     /// The agent image.
     pub image: ImagePlan,
     /// State folder.
@@ -385,6 +587,19 @@ impl LaunchPlan {
                 provider.name
             )));
         }
+        // pi's `api_key` goes into the agent's models.json as written (the
+        // earlier bot-bottle's meaning, for dummy keys); a real key there is
+        // said so.
+        let mut provider_warnings = Vec::new();
+        if let Some(serde_norway::Value::String(k)) =
+            spec.settings.as_ref().and_then(|s| s.get("api_key"))
+            && crate::env::looks_like_credential(k)
+        {
+            provider_warnings.push(format!(
+                "agent_provider.settings.api_key ({}) looks like a real key and is written into the agent's models.json, where the agent can read it; name it with `api_key_env` instead and egress injects it",
+                bottle.chain[0].display()
+            ));
+        }
         let rendered = provider
             .render(&RenderInput {
                 spec: &bottle.provider,
@@ -396,21 +611,44 @@ impl LaunchPlan {
 
         let env = bottle.merged.env.clone().unwrap_or_default();
         let mut parsed_env = BTreeMap::new();
+        let mut warnings = loaded.warnings.clone();
+        warnings.extend(provider_warnings);
         for (k, v) in &env {
-            parsed_env.insert(
-                k.clone(),
-                EnvSource::parse(v).map_err(|m| bad(format!("env.{k}: {m}")))?,
-            );
+            let src = EnvSource::parse(v).map_err(|m| bad(format!("env.{k}: {m}")))?;
+            if let EnvSource::Literal(l) = &src
+                && crate::env::looks_like_credential(l)
+            {
+                let file = bottle
+                    .env_source
+                    .get(k)
+                    .map_or(bottle.chain[0].as_path(), PathBuf::as_path);
+                warnings.push(literal_warning(&format!("env.{k}"), file, l));
+            }
+            parsed_env.insert(k.clone(), src);
         }
+        // Every field naming a secret goes by one rule (SecretRef); a
+        // secret written into the manifest is used, with a warning.
+        let head = bottle.chain[0].clone();
+        let mut secret_field =
+            |field: &str, raw: &str, fallback: &str| -> Result<(String, SecretSource), PlanError> {
+                let secret = SecretRef::parse(raw)
+                    .map_err(|m| bad(format!("{}: {field}: {m}", head.display())))?;
+                if let SecretRef::Literal(l) = &secret {
+                    warnings.push(literal_warning(field, &head, l));
+                }
+                Ok(secret_source(field, &secret, &parsed_env, fallback))
+            };
 
         // Routes: the manifest's, then the provider's (a manifest route for
         // the same host wins, so an operator can narrow a provider route).
         let mut token_env: Vec<TokenEnv> = Vec::new();
         let mut add_token = |name: String, source: SecretSource| -> Result<String, PlanError> {
             if let Some(existing) = token_env.iter().find(|t| t.name == name) {
-                if existing.source != source {
+                if !existing.source.same_value(&source) {
                     return Err(PlanError::Invalid(format!(
-                        "two credentials map to the proxy variable {name}; rename one env entry"
+                        "two credentials map to the proxy variable {name} ({} and {}); name one differently",
+                        existing.source.label(),
+                        source.label()
                     )));
                 }
             } else {
@@ -423,16 +661,21 @@ impl LaunchPlan {
         };
         let mut specs = Vec::new();
         let mut hosts: Vec<String> = Vec::new();
+        // Env entries named by a secret field: egress gets the value, the
+        // agent the placeholder.
         let mut token_refs: Vec<String> = Vec::new();
+        let note_env = |source: &SecretSource, refs: &mut Vec<String>| {
+            if let SecretSource::Env { key, .. } = source {
+                refs.push(key.clone());
+            }
+        };
         for r in &bottle.routes {
             let token = match &r.route.auth {
                 Some(a) => {
-                    token_refs.push(a.token_ref.clone());
-                    let source = SecretSource::Env {
-                        key: a.token_ref.clone(),
-                        source: parsed_env[&a.token_ref].clone(),
-                    };
-                    Some(add_token(token_env_name(&a.token_ref), source)?)
+                    let field = format!("egress.routes[{}].auth.token_ref", r.route.host);
+                    let (name, source) = secret_field(&field, &a.token_ref, &r.route.host)?;
+                    note_env(&source, &mut token_refs);
+                    Some(add_token(token_env_name(&name), source)?)
                 }
                 None => None,
             };
@@ -449,12 +692,10 @@ impl LaunchPlan {
                 let (name, source) = match cred {
                     RouteCredential::AuthToken => {
                         let raw = bottle.provider.auth_token.as_deref().unwrap_or_default();
-                        let src = EnvSource::parse(raw)
-                            .map_err(|m| bad(format!("agent_provider.auth_token: {m}")))?;
-                        (
-                            token_env_name("agent_provider"),
-                            SecretSource::ProviderToken(src),
-                        )
+                        let (_, source) =
+                            secret_field("agent_provider.auth_token", raw, "agent_provider")?;
+                        note_env(&source, &mut token_refs);
+                        (token_env_name("agent_provider"), source)
                     }
                     RouteCredential::HostLogin => {
                         let hc = provider.def.host_credentials.as_ref().ok_or_else(|| {
@@ -472,21 +713,11 @@ impl LaunchPlan {
                             },
                         )
                     }
-                    RouteCredential::EnvEntry(key) => {
-                        let Some(src) = parsed_env.get(key) else {
-                            return Err(bad(format!(
-                                "{}: agent_provider.settings.api_key_env: `{key}` names no `env:` entry of the bottle",
-                                bottle.chain[0].display()
-                            )));
-                        };
-                        token_refs.push(key.clone());
-                        (
-                            token_env_name(key),
-                            SecretSource::Env {
-                                key: key.clone(),
-                                source: src.clone(),
-                            },
-                        )
+                    RouteCredential::ApiKeyEnv(raw) => {
+                        let (name, source) =
+                            secret_field("agent_provider.settings.api_key_env", raw, &host)?;
+                        note_env(&source, &mut token_refs);
+                        (token_env_name(&name), source)
                     }
                 };
                 let name = add_token(name, source)?;
@@ -499,6 +730,18 @@ impl LaunchPlan {
             }
             hosts.push(host);
             specs.push(spec);
+        }
+        // Forge tokens (gitea deploy keys) go to bot-bottle alone, at launch.
+        let mut forge_tokens: BTreeMap<String, SecretSource> = BTreeMap::new();
+        for (name, repo) in &bottle.repos {
+            if let (KeyProvider::Gitea, Some(raw)) =
+                (repo.key.provider, repo.key.forge_token_env.as_deref())
+            {
+                let field = format!("git-gate.repos.{name}.key.forge_token_env");
+                let (_, source) = secret_field(&field, raw, "forge")?;
+                note_env(&source, &mut token_refs);
+                forge_tokens.insert(name.clone(), source);
+            }
         }
         // The proxy's own type, checked by the proxy's own rules: what is
         // written is exactly what bb-egress will load.
@@ -518,7 +761,6 @@ impl LaunchPlan {
         );
 
         // The agent's environment.
-        let mut warnings = loaded.warnings.clone();
         let mut agent_env: BTreeMap<String, AgentEnvValue> = BTreeMap::new();
         let proxy = format!("http://{EGRESS_HOST}:{EGRESS_PORT}");
         for k in [
@@ -592,6 +834,7 @@ impl LaunchPlan {
                 let _ = writeln!(gitconfig, "\temail = {}", gitconfig_quote(e));
             }
         }
+        let known_hosts = paths.home().join(".ssh").join("known_hosts");
         for (name, repo) in &bottle.repos {
             let gate_url = format!("http://{GIT_GATE_HOST}:{GIT_GATE_PORT}/{name}.git");
             let _ = writeln!(
@@ -599,23 +842,79 @@ impl LaunchPlan {
                 "[url \"{gate_url}\"]\n\tinsteadOf = {}",
                 gitconfig_quote(&repo.url)
             );
-            if let KeyProvider::Static = repo.key.provider
-                && let Some(p) = &repo.key.path
-            {
-                let p = expand_home(paths, p);
-                if !p.is_file() {
-                    warnings.push(format!(
-                        "git-gate.repos.{name}.key.path: {} does not exist yet",
-                        p.display()
-                    ));
+            let at = |field: &str, m: String| {
+                bad(format!(
+                    "{}: git-gate.repos.{name}.{field}: {m}",
+                    bottle.chain[0].display()
+                ))
+            };
+            // The loader checked the URL and host key; parsed again here.
+            let ssh = GitUrl::parse(&repo.url).map_err(|m| at("url", m))?;
+            let (host_key, host_key_origin) = if let Some(hk) = &repo.host_key {
+                (
+                    crate::manifest::ssh::parse_host_key(hk, &ssh)
+                        .map_err(|m| at("host_key", m))?,
+                    HostKeyOrigin::Manifest,
+                )
+            } else {
+                let text = std::fs::read_to_string(&known_hosts).unwrap_or_default();
+                let (line, key) = crate::manifest::ssh::find_known_host(&text, &ssh)
+                        .ok_or_else(|| {
+                            at(
+                                "host_key",
+                                format!(
+                                    "not set, and {} pins no key for {}; check the host's fingerprint, then pin it with\n    {}\n  or write the key as `host_key:` in the bottle",
+                                    known_hosts.display(),
+                                    ssh.known_hosts_name(),
+                                    ssh.keyscan_command(&known_hosts)
+                                ),
+                            )
+                        })?;
+                (
+                    key,
+                    HostKeyOrigin::KnownHosts {
+                        file: known_hosts.clone(),
+                        line,
+                    },
+                )
+            };
+            let key = match repo.key.provider {
+                KeyProvider::Static => {
+                    let p = expand_home(paths, repo.key.path.as_deref().unwrap_or_default());
+                    if !p.is_file() {
+                        warnings.push(format!(
+                            "git-gate.repos.{name}.key.path: {} does not exist yet",
+                            p.display()
+                        ));
+                    }
+                    PushKey::Static { path: p }
                 }
-            }
+                KeyProvider::Gitea => {
+                    let (owner, repo_name) = ssh.owner_repo().map_err(|m| at("url", m))?;
+                    PushKey::Gitea {
+                        api_url: repo
+                            .key
+                            .api_url
+                            .clone()
+                            .unwrap_or_else(|| crate::forge::default_api_url(&ssh)),
+                        owner,
+                        name: repo_name,
+                        token: forge_tokens
+                            .get(name)
+                            .cloned()
+                            .ok_or_else(|| at("key.forge_token_env", "required".into()))?,
+                        key_file: state.git_gate_dir().join(format!("{name}.key")),
+                    }
+                }
+            };
             git_upstreams.push(GitUpstream {
                 name: name.clone(),
                 url: repo.url.clone(),
+                ssh,
                 gate_url,
-                key: repo.key.clone(),
-                host_key: repo.host_key.clone(),
+                key,
+                host_key,
+                host_key_origin,
             });
         }
 
@@ -693,8 +992,8 @@ impl LaunchPlan {
         };
         let limits = crate::backend::Limits::from_layer(bottle.merged.limits.as_ref())
             .map_err(|m| bad(format!("{}: {m}", bottle.chain[0].display())))?;
-        let mut files_read = vec![agent.file.clone()];
-        files_read.extend(bottle.chain.iter().cloned());
+        let mut files_read = vec![ReadFile::of(&agent.file)];
+        files_read.extend(bottle.chain.iter().map(|p| ReadFile::of(p)));
         Ok(LaunchPlan {
             slug,
             label,
@@ -732,8 +1031,9 @@ impl LaunchPlan {
         })
     }
 
-    /// Resolves every secret: token values for egress and the agent's
-    /// manifest env. Asks `?prompt` values through `prompter`.
+    /// Resolves every secret: token values for egress, forge tokens for
+    /// deploy keys, and the agent's manifest env. Asks `?prompt` values
+    /// through `prompter`.
     pub fn resolve_secrets(
         &self,
         host: &dyn Fn(&str) -> Option<String>,
@@ -741,17 +1041,21 @@ impl LaunchPlan {
     ) -> Result<Secrets, ResolveError> {
         let mut tokens = Vec::new();
         for t in &self.token_env {
-            let value = match &t.source {
-                SecretSource::Env { key, source } => source.resolve(key, host, prompter)?,
-                SecretSource::ProviderToken(source) => {
-                    source.resolve("agent_provider.auth_token", host, prompter)?
-                }
-                SecretSource::HostFile { path, pointer } => read_host_login(path, pointer)?,
-            };
+            let value = t.source.resolve(host, prompter)?;
             if value.expose().is_empty() {
                 return Err(ResolveError::Empty(t.source.describe()));
             }
             tokens.push((t.name.clone(), value));
+        }
+        let mut forge_tokens = Vec::new();
+        for g in &self.git_upstreams {
+            if let PushKey::Gitea { token, .. } = &g.key {
+                let value = token.resolve(host, prompter)?;
+                if value.expose().is_empty() {
+                    return Err(ResolveError::Empty(token.describe()));
+                }
+                forge_tokens.push((g.name.clone(), value));
+            }
         }
         let mut agent_env = Vec::new();
         for (k, v) in &self.agent_env {
@@ -761,7 +1065,95 @@ impl LaunchPlan {
             };
             agent_env.push((k.clone(), value));
         }
-        Ok(Secrets { tokens, agent_env })
+        Ok(Secrets {
+            tokens,
+            agent_env,
+            forge_tokens,
+        })
+    }
+
+    /// Checks that every secret would resolve, as the launch would, without
+    /// asking anything: a `?prompt` passes only when there is a terminal to
+    /// ask on. The dry run and `start` (before its confirmation) call it, so
+    /// both fail the same way before any launch step.
+    pub fn check_secrets(
+        &self,
+        host: &dyn Fn(&str) -> Option<String>,
+        interactive: bool,
+    ) -> Result<(), ResolveError> {
+        self.resolve_secrets(host, &mut crate::env::WouldAsk { interactive })
+            .map(drop)
+    }
+
+    /// Every host variable the plan reads at launch, with what reads it.
+    #[must_use]
+    pub fn host_vars(&self) -> Vec<HostVarUse> {
+        let mut uses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut add = |src: &EnvSource, by: String| {
+            for v in src.host_vars() {
+                let list = uses.entry(v.to_owned()).or_default();
+                if !list.contains(&by) {
+                    list.push(by.clone());
+                }
+            }
+        };
+        for t in &self.token_env {
+            if let Some(src) = t.source.env_source() {
+                add(src, t.source.label());
+            }
+        }
+        for g in &self.git_upstreams {
+            if let PushKey::Gitea { token, .. } = &g.key
+                && let Some(src) = token.env_source()
+            {
+                add(src, token.label());
+            }
+        }
+        for (k, v) in &self.agent_env {
+            if let AgentEnvValue::Manifest(src) = v {
+                add(src, format!("env.{k}"));
+            }
+        }
+        uses.into_iter()
+            .map(|(var, read_by)| HostVarUse { var, read_by })
+            .collect()
+    }
+
+    /// The host variables and host files the plan reads, each said to be
+    /// set or not — never a value.
+    #[must_use]
+    pub fn host_report(&self, host: &dyn Fn(&str) -> Option<String>) -> String {
+        let mut out = String::new();
+        let vars = self.host_vars();
+        if vars.is_empty() {
+            out.push_str("  host variables read at launch: none\n");
+        } else {
+            out.push_str("  host variables read at launch (values never shown):\n");
+            for u in &vars {
+                let state = match host(&u.var) {
+                    Some(v) if v.is_empty() => "set, empty",
+                    Some(_) => "set",
+                    None => "NOT SET",
+                };
+                let _ = writeln!(
+                    out,
+                    "    {}: {state} (read by {})",
+                    u.var,
+                    u.read_by.join(", ")
+                );
+            }
+        }
+        for t in &self.token_env {
+            if let SecretSource::HostFile { path, .. } = &t.source {
+                let state = if path.is_file() { "present" } else { "MISSING" };
+                let _ = writeln!(
+                    out,
+                    "  host file read at launch: {} ({state})",
+                    path.display()
+                );
+            }
+        }
+        out
     }
 }
 
@@ -772,6 +1164,9 @@ pub struct Secrets {
     pub tokens: Vec<(String, Redacted<String>)>,
     /// The agent's whole environment.
     pub agent_env: Vec<(String, Redacted<String>)>,
+    /// Forge tokens by repo name, for minting and revoking deploy keys;
+    /// they go to no container.
+    pub forge_tokens: Vec<(String, Redacted<String>)>,
 }
 
 /// Resolving secrets failed.
@@ -822,6 +1217,8 @@ fn gitconfig_quote(s: &str) -> String {
 }
 
 impl fmt::Display for LaunchPlan {
+    // The preflight summary, section by section in the order it prints.
+    #[allow(clippy::too_many_lines)]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
@@ -830,7 +1227,10 @@ impl fmt::Display for LaunchPlan {
         )?;
         writeln!(f, "  manifests read:")?;
         for p in &self.files_read {
-            writeln!(f, "    {}", p.display())?;
+            match &p.target {
+                Some(t) => writeln!(f, "    {} -> {}", p.path.display(), t.display())?,
+                None => writeln!(f, "    {}", p.path.display())?,
+            }
         }
         let image = match &self.image.dockerfile {
             DockerfileSource::Embedded(_) => {
@@ -884,11 +1284,32 @@ impl fmt::Display for LaunchPlan {
         if !self.git_upstreams.is_empty() {
             writeln!(f, "  git gate:")?;
             for g in &self.git_upstreams {
+                let push = match &g.key {
+                    PushKey::Static { path } => format!("file {}", path.display()),
+                    PushKey::Gitea {
+                        api_url,
+                        owner,
+                        name,
+                        ..
+                    } => format!(
+                        "Gitea deploy key minted at launch via {api_url} for {owner}/{name}, revoked at teardown"
+                    ),
+                };
+                let origin = match &g.host_key_origin {
+                    HostKeyOrigin::Manifest => "the bottle".to_owned(),
+                    HostKeyOrigin::KnownHosts { file, line } => {
+                        format!("{} line {line}", file.display())
+                    }
+                };
+                writeln!(f, "    {} -> {}", g.gate_url, g.url)?;
                 writeln!(
                     f,
-                    "    {} -> {} (push key: {:?})",
-                    g.gate_url, g.url, g.key.provider
+                    "      push key: {push}; host key {} from {origin}",
+                    g.host_key.algorithm
                 )?;
+                if let PushKey::Gitea { token, .. } = &g.key {
+                    writeln!(f, "      forge token <- {}", token.describe())?;
+                }
             }
         }
         writeln!(f, "  files written into the agent:")?;

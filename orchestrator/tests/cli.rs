@@ -1,172 +1,14 @@
-//! The `bot-bottle` binary as an operator runs it: a temp `HOME`, a temp
-//! working directory, stdin not a terminal. Nothing here needs a container
-//! runtime; `BOT_BOTTLE_DOCKER` points at a command that does not exist, so
-//! a test can never reach a real Docker engine.
+//! The `bot-bottle` binary as an operator runs it (see `support/`): a temp
+//! `HOME`, a temp working directory, stdin not a terminal. Nothing here
+//! needs a container runtime.
 
 #![allow(clippy::expect_used, reason = "tests")]
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-/// Long enough for a loaded CI box; a hang is a failure, not a wait.
-const TIMEOUT: Duration = Duration::from_mins(1);
+use std::fmt::Write as _;
 
-/// Secrets set in the child's environment: they must never be printed.
-const GITHUB_SECRET: &str = "ghp_CLItestSECRET0000github1111token";
-const CLAUDE_SECRET: &str = "sk-ant-oat01-CLItestSECRET-claude-2222";
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    home: PathBuf,
-    cwd: PathBuf,
-}
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-impl std::fmt::Debug for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(path, text).expect("write");
-}
-
-impl Env {
-    fn empty() -> Self {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let home = tmp.path().join("home");
-        let cwd = tmp.path().join("cwd");
-        std::fs::create_dir_all(&home).expect("mkdir");
-        std::fs::create_dir_all(&cwd).expect("mkdir");
-        Self {
-            _tmp: tmp,
-            home,
-            cwd,
-        }
-    }
-
-    /// `HOME` is a copy of `examples/home`.
-    fn examples() -> Self {
-        let env = Self::empty();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("examples")
-            .join("home");
-        copy_dir(&src, &env.home);
-        env
-    }
-
-    fn bottles(&self) -> PathBuf {
-        self.home.join(".bot-bottle").join("bottles")
-    }
-
-    fn agents(&self) -> PathBuf {
-        self.home.join(".bot-bottle").join("agents")
-    }
-
-    fn run(&self, args: &[&str]) -> Out {
-        self.run_env(args, &[])
-    }
-
-    /// Runs the binary with a clean environment plus `vars`; kills it and
-    /// fails the test after [`TIMEOUT`].
-    fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Out {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
-        cmd.args(args)
-            .current_dir(&self.cwd)
-            .env_clear()
-            .env("HOME", &self.home)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("BOT_BOTTLE_DOCKER", self.home.join("no-such-docker"))
-            .env("GITHUB_TOKEN", GITHUB_SECRET)
-            .env("CLAUDE_CODE_OAUTH_TOKEN", CLAUDE_SECRET)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn bot-bottle");
-        let mut stdout = child.stdout.take().expect("stdout");
-        let mut stderr = child.stderr.take().expect("stderr");
-        let out_reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            stdout.read_to_string(&mut s).expect("read stdout");
-            s
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            stderr.read_to_string(&mut s).expect("read stderr");
-            s
-        });
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if start.elapsed() > TIMEOUT {
-                child.kill().expect("kill");
-                let _ = child.wait();
-                panic!("bot-bottle {args:?} did not finish in {TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Out {
-            code: status.code(),
-            stdout: out_reader.join().expect("stdout thread"),
-            stderr: err_reader.join().expect("stderr thread"),
-        }
-    }
-}
-
-#[track_caller]
-fn contains_all(text: &str, needles: &[&str]) {
-    for n in needles {
-        assert!(text.contains(n), "{text}\n--- does not contain {n:?}");
-    }
-}
-
-#[track_caller]
-fn no_secrets(out: &Out) {
-    for secret in [GITHUB_SECRET, CLAUDE_SECRET, "CLItestSECRET"] {
-        assert!(
-            !out.all().contains(secret),
-            "a secret was printed:\n{out:?}"
-        );
-    }
-}
+use support::{Env, contains_all, contains_none, no_secrets, write};
 
 #[test]
 fn dry_run_prints_the_plan_of_the_example() {
@@ -212,8 +54,10 @@ fn dry_run_never_prints_secret_values() {
         &env.agents().join("sec.md"),
         "---\nbottle: secretive\n---\nGo.\n",
     );
+    // Without a terminal the asked value stops the dry run, as it would
+    // stop the start; the plan is printed first, without a value.
     let out = env.run(&["start", "sec", "--dry-run"]);
-    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.code, Some(64), "{out:?}");
     contains_all(
         &out.stdout,
         &[
@@ -474,4 +318,392 @@ fn dry_run_shows_the_command_given_after_dashes() {
     let out = env.run(&["start", "dev", "--dry-run", "--", "make", "test"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     contains_all(&out.stdout, &["agent runs: make test"]);
+}
+
+// ---------------------------------------------------------------------------
+// Issue 12: manifests are never misread silently
+// ---------------------------------------------------------------------------
+
+#[test]
+fn duplicate_keys_are_refused_at_every_level_with_file_line_and_key() {
+    let env = Env::empty();
+    env.agent("a", "b");
+    let file = env.bottle("b", "env:\n  TZ: UTC\n  TZ: Europe/Berlin\n");
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(
+        &out.stderr,
+        &[
+            &format!("{}:4:", file.display()),
+            "duplicate key `TZ`",
+            "line 3",
+        ],
+    );
+    contains_none(&out.stderr, &["Europe/Berlin"]);
+
+    // Two `app:` repos: the second would silently point `app` elsewhere.
+    env.bottle(
+        "b",
+        "git-gate:\n  repos:\n    app:\n      url: git@github.com:example/app.git\n      key: {provider: static, path: ~/k}\n      host_key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\n    app:\n      url: git@evil.example:x/app.git\n",
+    );
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.stderr, &[":8:", "duplicate key `app`"]);
+    contains_none(&out.stdout, &["evil.example"]);
+
+    // Inside a list item, in an agent file too.
+    env.bottle(
+        "b",
+        "egress:\n  routes:\n    - host: a.example\n      host: b.example\n",
+    );
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.stderr, &[":5:", "duplicate key `host`"]);
+    write(
+        &env.agents().join("a.md"),
+        "---\nbottle: b\nbottle: c\n---\n",
+    );
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.stderr, &["a.md:3:", "duplicate key `bottle`"]);
+}
+
+#[test]
+fn type_errors_never_echo_the_value() {
+    let env = Env::empty();
+    env.agent("a", "b");
+    for (yaml, key, expected) in [
+        (
+            "supervise: SEEDSECRETux9999\n",
+            "supervise",
+            "expected a boolean",
+        ),
+        (
+            "agent_provider:\n  template: codex\n  forward_host_credentials: ghp_SEEDSECRETux9999aaaabbbbccccddddeeee\n",
+            "forward_host_credentials",
+            "expected a boolean",
+        ),
+        ("egress:\n  log: SEEDSECRETux9999\n", "log", "expected"),
+        (
+            "egress:\n  routes:\n    - host: a.example\n      auth: {scheme: Bearer, token_ref: [SEEDSECRETux9999]}\n",
+            "token_ref",
+            "expected a string",
+        ),
+        (
+            "git-gate:\n  repos:\n    app:\n      key: {provider: SEEDSECRETux9999}\n",
+            "provider",
+            "expected",
+        ),
+    ] {
+        env.bottle("b", yaml);
+        let out = env.run(&["start", "a", "--dry-run"]);
+        assert_eq!(out.code, Some(64), "{yaml}\n{out:?}");
+        contains_all(&out.stderr, &[key, expected]);
+        contains_none(&out.all(), &["SEEDSECRET"]);
+    }
+}
+
+#[test]
+fn a_secret_pasted_where_a_name_belongs_is_never_printed() {
+    let env = Env::empty();
+    env.agent("a", "b");
+    // A GitHub token pasted into token_ref: it is a literal secret (a
+    // warning), never taken for a variable name and never printed.
+    env.bottle(
+        "b",
+        "egress:\n  routes:\n    - host: api.github.com\n      auth: {scheme: Bearer, token_ref: ghp_SEEDSECRETux9999aaaabbbbccccddddeeee}\n",
+    );
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    contains_all(
+        &out.stdout,
+        &[
+            "warning: egress.routes[api.github.com].auth.token_ref",
+            "a secret written into the manifest",
+            "<- egress.routes[api.github.com].auth.token_ref = literal (40 chars)",
+        ],
+    );
+    contains_none(&out.all(), &["SEEDSECRET"]);
+
+    // A forge token pasted into forge_token_env (a value, not a name).
+    env.bottle(
+        "b",
+        "git-gate:\n  repos:\n    infra:\n      url: git@gitea.example.org:ops/infra.git\n      host_key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\n      key: {provider: gitea, forge_token_env: glpat-SEEDSECRETux9999abcd}\n",
+    );
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    contains_all(
+        &out.stdout,
+        &[
+            "warning: git-gate.repos.infra.key.forge_token_env",
+            "a secret written into the manifest",
+        ],
+    );
+    contains_none(&out.all(), &["SEEDSECRET"]);
+}
+
+#[test]
+fn dry_run_checks_every_host_variable_and_fails_like_a_start() {
+    let env = Env::empty();
+    env.bottle("b", "env:\n  X: ${BB_UNSET_VAR}\n  TZ: UTC\n");
+    env.agent("a", "b");
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(
+        &out.all(),
+        &[
+            "host variables read at launch (values never shown):",
+            "BB_UNSET_VAR: NOT SET (read by env.X)",
+            "`X` reads host variable `BB_UNSET_VAR`, which is not set",
+        ],
+    );
+    contains_none(&out.stdout, &["dry run: nothing was started"]);
+    let out = env.run_env(
+        &["start", "a", "--dry-run"],
+        &[("BB_UNSET_VAR", "v4lue-SEEDSECRET")],
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    contains_all(&out.stdout, &["BB_UNSET_VAR: set (read by env.X)"]);
+    contains_none(&out.all(), &["v4lue-SEEDSECRET"]);
+
+    // The README example with both of its variables unset.
+    let env = Env::examples();
+    let out = env.run_with(
+        &["start", "dev", "--dry-run"],
+        &[],
+        &["GITHUB_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"],
+    );
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(
+        &out.all(),
+        &[
+            "CLAUDE_CODE_OAUTH_TOKEN: NOT SET (read by agent_provider.auth_token)",
+            "GITHUB_TOKEN: NOT SET (read by env.GITHUB_TOKEN)",
+        ],
+    );
+    // A set but empty credential fails too, as at launch.
+    let out = env.run_env(&["start", "dev", "--dry-run"], &[("GITHUB_TOKEN", "")]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.all(), &["GITHUB_TOKEN: set, empty", "is empty"]);
+}
+
+#[test]
+fn a_prompted_value_fails_a_dry_run_without_a_terminal_as_a_start_would() {
+    let env = Env::empty();
+    env.bottle("b", "env:\n  PW: \"?Deploy password\"\n");
+    env.agent("a", "b");
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(
+        &out.all(),
+        &["PW <- asked at launch: Deploy password", "no terminal"],
+    );
+}
+
+#[test]
+fn the_dry_run_variable_is_checked() {
+    let env = Env::examples();
+    let out = env.run_env(&["start", "dev", "--yes"], &[("BOT_BOTTLE_DRY_RUN", "1")]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    contains_all(&out.stdout, &["dry run: nothing was started"]);
+    let out = env.run_env(
+        &["start", "dev", "--yes"],
+        &[("BOT_BOTTLE_DRY_RUN", "maybe")],
+    );
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.stderr, &["BOT_BOTTLE_DRY_RUN", "1"]);
+    // 0 is a real start (here: no docker, a runtime failure).
+    let out = env.run_env(&["start", "dev", "--yes"], &[("BOT_BOTTLE_DRY_RUN", "0")]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    contains_none(&out.stdout, &["dry run"]);
+}
+
+#[test]
+fn misnamed_files_get_a_warning_naming_them() {
+    let env = Env::examples();
+    write(&env.agents().join("MyAgent.md"), "---\nbottle: dev\n---\n");
+    let out = env.run(&["list", "available"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    contains_all(
+        &out.stderr,
+        &[
+            "warning:",
+            &env.agents().join("MyAgent.md").display().to_string(),
+            "[a-z][a-z0-9-]*.md",
+        ],
+    );
+
+    let env = Env::empty();
+    env.agent("a", "dev");
+    write(&env.bottles().join("Dev.md"), "---\n---\n");
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(
+        &out.stderr,
+        &[
+            "no bottle named `dev`",
+            &env.bottles().join("Dev.md").display().to_string(),
+            "lower-case",
+        ],
+    );
+}
+
+#[test]
+fn a_bottle_linking_out_of_the_config_folder_is_refused() {
+    let env = Env::examples();
+    let target = env.outside().join("dev.md");
+    write(
+        &target,
+        "---\negress:\n  routes:\n    - host: attacker.example\n---\n",
+    );
+    let link = env.bottles().join("dev.md");
+    std::fs::remove_file(&link).expect("rm");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let out = env.run(&["start", "dev", "--dry-run"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(
+        &out.stderr,
+        &[
+            &link.display().to_string(),
+            &target.display().to_string(),
+            "outside",
+        ],
+    );
+    contains_none(&out.stdout, &["attacker.example"]);
+
+    // An agent may link anywhere: "manifests read" shows where it points.
+    let env = Env::examples();
+    let target = env.outside().join("dev.md");
+    let link = env.agents().join("dev.md");
+    std::fs::create_dir_all(env.outside()).expect("mkdir");
+    std::fs::rename(&link, &target).expect("move");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let out = env.run(&["start", "dev", "--dry-run"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    contains_all(
+        &out.stdout,
+        &[&format!("{} -> {}", link.display(), target.display())],
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_ignored_and_bad_bytes_are_placed() {
+    let env = Env::empty();
+    env.agent("a", "b");
+    write(
+        &env.bottles().join("b.md"),
+        b"\xef\xbb\xbf---\nsupervise: false\n---\n",
+    );
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    contains_all(&out.stdout, &["sidecar daemons: egress\n"]);
+
+    write(
+        &env.bottles().join("b.md"),
+        b"---\nenv:\n  TZ: caf\xe9\n---\n",
+    );
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.stderr, &["b.md:3:", "column 10", "not UTF-8"]);
+    contains_none(&out.stderr, &["stream did not contain valid UTF-8"]);
+}
+
+#[test]
+fn oversized_manifests_are_refused_quickly() {
+    let env = Env::empty();
+    env.agent("a", "b");
+    let mut text = String::from("---\nenv:\n");
+    for i in 0..150_000 {
+        let _ = writeln!(text, "  V{i}: x");
+    }
+    text.push_str("---\n");
+    assert!(text.len() > 1_000_000);
+    write(&env.bottles().join("b.md"), &text);
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.stderr, &["b.md", "KiB"]);
+
+    // A prompt over its limit, in a file under the file limit.
+    let prompt = "x".repeat(300 * 1024);
+    write(
+        &env.agents().join("a.md"),
+        format!("---\nbottle: b\n---\n{prompt}\n"),
+    );
+    env.bottle("b", "supervise: true\n");
+    let out = env.run(&["start", "a", "--dry-run"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.stderr, &["a.md", "prompt", "KiB"]);
+}
+
+#[test]
+fn exit_codes_follow_one_table() {
+    let env = Env::empty();
+    // Usage and configuration: 64.
+    let out = env.run(&["init", "--name", "Bad_Name", "--bottle", "y"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    let out = env.run(&["start", "--no-such-flag"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    let env = Env::examples();
+    let out = env.run(&["start", "dev", "--yes", "--backend", "podman"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    let out = env.run_with(&["start", "dev", "--yes"], &[], &["GITHUB_TOKEN"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.stderr, &["GITHUB_TOKEN", "not set"]);
+    // Runtime: 1 (the engine does not answer).
+    let out = env.run(&["start", "dev", "--yes"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    // The table is in --help.
+    let out = env.run(&["--help"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    contains_all(
+        &out.stdout,
+        &["Exit status:", "64", "130", "143", "start -- CMD"],
+    );
+}
+
+#[test]
+fn start_without_a_terminal_or_yes_stops_before_the_plan() {
+    let env = Env::examples();
+    let out = env.run(&["start", "dev"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.stderr, &["pass --yes", "--dry-run"]);
+    contains_none(&out.all(), &["egress allowlist", "agent environment"]);
+}
+
+#[test]
+fn edit_without_an_editor_or_terminal_does_not_hang() {
+    let env = Env::examples();
+    let out = env.run(&["edit", "dev"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    contains_all(&out.stderr, &["VISUAL", "EDITOR", "no terminal"]);
+    // With an editor named, it runs (here `true`, which changes nothing).
+    let out = env.run_env(&["edit", "dev"], &[("EDITOR", "true")]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    contains_all(&out.stdout, &["is valid"]);
+}
+
+#[test]
+fn doctor_names_dynamic_binaries_plainly() {
+    let env = Env::examples();
+    let bin = env.outside().join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    // A normal (dynamically linked) build, like `cargo build --release`.
+    let dynamic = std::env::current_exe().expect("test binary");
+    std::fs::copy(&dynamic, bin.join("bb-egress")).expect("copy");
+    let out = env.run_env(
+        &["doctor"],
+        &[("BOT_BOTTLE_BUNDLE_BIN_DIR", bin.to_str().expect("utf-8"))],
+    );
+    contains_all(
+        &out.stdout,
+        &[
+            &format!("{} is dynamically linked", bin.join("bb-egress").display()),
+            &format!("{} is missing", bin.join("bb-init").display()),
+            "README.md",
+        ],
+    );
+    contains_none(
+        &out.stdout,
+        &["missing or not static", "CARGO_PROFILE_RELEASE_DEBUG"],
+    );
 }

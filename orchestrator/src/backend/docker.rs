@@ -1170,6 +1170,16 @@ impl Backend for Docker {
         meta.owner.clone_from(&owner);
         meta.write(&self.paths)?;
         Self::mint_ca(plan)?;
+        // Gitea deploy keys for the gate, minted now and revoked when this
+        // guard drops, on every exit path of this launch.
+        let _deploy_keys = crate::forge::DeployKeys::mint(
+            plan,
+            secrets,
+            std::env::var_os(env_vars::BOT_BOTTLE_UPSTREAM_CA)
+                .filter(|s| !s.is_empty())
+                .as_deref()
+                .map(Path::new),
+        )?;
         timing.mark("state and CA");
 
         let (bundle_image, daemons) = self.bundle_image(&plan.daemons)?;
@@ -1696,19 +1706,25 @@ impl Backend for Docker {
                 bins_ok = true;
                 for name in ["bb-init", "bb-egress"] {
                     let p = dir.join(name);
-                    let ok = std::fs::read(&p).is_ok_and(|b| is_static_elf(&b));
+                    let bytes = std::fs::read(&p).ok();
+                    let ok = bytes.as_deref().is_some_and(is_static_elf);
                     bins_ok &= ok;
+                    // Missing and dynamic are different fixes; a plain
+                    // `cargo build --release` gives dynamic binaries.
+                    let fix = format!(
+                        "build the static ones as README.md shows (\"A real launch\": --target x86_64-unknown-linux-gnu with crt-static) and point {} at their folder",
+                        env_vars::BOT_BOTTLE_BUNDLE_BIN_DIR
+                    );
                     checks.push(Check {
                         what: format!("bundle: {name}"),
                         ok,
-                        detail: if ok {
-                            format!("{} (static)", p.display())
-                        } else {
-                            format!(
-                                "{} missing or not static: build with `{STATIC_BUILD}` and set {}",
-                                p.display(),
-                                env_vars::BOT_BOTTLE_BUNDLE_BIN_DIR
-                            )
+                        detail: match (&bytes, ok) {
+                            (_, true) => format!("{} (static)", p.display()),
+                            (None, _) => format!("{} is missing: {fix}", p.display()),
+                            (Some(_), false) => format!(
+                                "{} is dynamically linked, and the bundle is FROM scratch: {fix}",
+                                p.display()
+                            ),
                         },
                     });
                 }

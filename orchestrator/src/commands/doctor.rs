@@ -32,6 +32,13 @@ pub(super) fn run(paths: &Paths, backend: Option<&str>) -> ExitCode {
             format!("{} found", agents.len())
         },
     });
+    for w in Loader::new(paths.clone()).misnamed_files() {
+        checks.push(Check {
+            what: "file names".into(),
+            ok: true,
+            detail: format!("warning: {w}"),
+        });
+    }
     let skills = paths.skills_dir();
     checks.push(Check {
         what: "skills folder".into(),

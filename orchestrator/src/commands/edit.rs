@@ -1,4 +1,5 @@
-//! `edit NAME`: opens the agent's file in `$VISUAL` / `$EDITOR`.
+//! `edit NAME`: opens the agent's file in `$VISUAL` / `$EDITOR` (`vi` only
+//! on a terminal: without one it would wait for keys that never come).
 
 use std::process::ExitCode;
 
@@ -10,11 +11,20 @@ use crate::paths::Paths;
 
 pub(super) fn run(paths: &Paths, name: &str) -> anyhow::Result<ExitCode> {
     let file = Loader::new(paths.clone()).agent_file(name)?;
-    let editor = std::env::var(VISUAL)
+    let chosen = std::env::var(VISUAL)
         .ok()
         .filter(|s| !s.trim().is_empty())
-        .or_else(|| std::env::var(EDITOR).ok().filter(|s| !s.trim().is_empty()))
-        .unwrap_or_else(|| "vi".into());
+        .or_else(|| std::env::var(EDITOR).ok().filter(|s| !s.trim().is_empty()));
+    let editor = match chosen {
+        Some(e) => e,
+        None if crate::tty::interactive() => "vi".into(),
+        None => {
+            return Err(super::usage(format!(
+                "no editor: set VISUAL or EDITOR (there is no terminal to run vi on); the file is {}",
+                file.display()
+            )));
+        }
+    };
     // `$EDITOR` may carry arguments (`code --wait`); split on whitespace as
     // git does for simple values.
     let mut parts = editor.split_whitespace();

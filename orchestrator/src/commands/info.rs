@@ -14,5 +14,6 @@ pub(super) fn run(paths: &Paths, name: &str) -> anyhow::Result<ExitCode> {
         },
     )?;
     print!("{plan}");
+    print!("{}", plan.host_report(&|v: &str| std::env::var(v).ok()));
     Ok(ExitCode::SUCCESS)
 }

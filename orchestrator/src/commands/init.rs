@@ -25,11 +25,15 @@ pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
         (Some(n), _) => n.clone(),
         (None, true) => crate::tty::ask("agent name", "dev")?,
         (None, false) => {
-            anyhow::bail!("no terminal to ask on: pass --name NAME (and --bottle BOTTLE)")
+            return Err(super::usage(
+                "no terminal to ask on: pass --name NAME (and --bottle BOTTLE)",
+            ));
         }
     };
     if !valid_name(&name) {
-        anyhow::bail!("agent name `{name}` is not valid: names match [a-z][a-z0-9-]*");
+        return Err(super::usage(format!(
+            "agent name `{name}` is not valid: names match [a-z][a-z0-9-]*"
+        )));
     }
     let bottle = match (&args.bottle, interactive) {
         (Some(b), _) => b.clone(),
@@ -37,7 +41,9 @@ pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
         (None, false) => "default".into(),
     };
     if !valid_name(&bottle) {
-        anyhow::bail!("bottle name `{bottle}` is not valid: names match [a-z][a-z0-9-]*");
+        return Err(super::usage(format!(
+            "bottle name `{bottle}` is not valid: names match [a-z][a-z0-9-]*"
+        )));
     }
     let dir = if args.here {
         paths.cwd_agents_dir()
@@ -57,10 +63,10 @@ pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
     {
         Ok(mut f) => std::io::Write::write_all(&mut f, text.as_bytes())?,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            anyhow::bail!(
+            return Err(super::usage(format!(
                 "{} already exists; edit it with `bot-bottle edit {name}`",
                 file.display()
-            )
+            )));
         }
         Err(e) => return Err(e.into()),
     }

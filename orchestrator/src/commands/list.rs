@@ -11,6 +11,9 @@ pub(super) fn available(paths: &Paths) -> ExitCode {
     if let Some(w) = loader.trust_warning() {
         eprintln!("warning: {w}");
     }
+    for w in loader.misnamed_files() {
+        eprintln!("warning: {w}");
+    }
     let agents = loader.available_agents();
     if agents.is_empty() {
         println!(
@@ -28,7 +31,7 @@ pub(super) fn available(paths: &Paths) -> ExitCode {
 /// Prints this operator's bottles: slug, agent, container state, and
 /// whether the bot-bottle that launched it is still there.
 pub(super) fn active(paths: &Paths, backend: Option<&str>) -> anyhow::Result<ExitCode> {
-    let backend = crate::backend::select(backend, paths)?;
+    let backend = super::select_backend(backend, paths)?;
     let bottles = backend.list_active()?;
     if bottles.is_empty() {
         println!("no active bottles ({} backend)", backend.name());

@@ -19,10 +19,78 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::paths::Paths;
 
+/// The exit statuses of `bot-bottle`, one table (README.md, `--help`).
+pub mod exit {
+    /// Done.
+    pub const OK: u8 = 0;
+    /// Something failed at run time (the container runtime, a forge, a
+    /// file), or the operator answered no.
+    pub const RUNTIME: u8 = 1;
+    /// Usage or configuration: a flag, a manifest, a provider, a host
+    /// variable the bottle needs. Nothing was started.
+    pub const CONFIG: u8 = 64;
+    /// Interrupted by SIGINT (Ctrl-C), after teardown.
+    pub const INTERRUPTED_INT: u8 = 130;
+    /// Interrupted by SIGTERM, after teardown.
+    pub const INTERRUPTED_TERM: u8 = 143;
+
+    /// The table as `--help` prints it.
+    pub const TABLE: &str = "\
+Exit status:
+  0    done
+  1    a runtime failure (container runtime, forge, files), or `no` at the prompt
+  64   usage or configuration error (flags, manifests, providers, host variables); nothing was started
+  N    `start -- CMD` and `resume`: the agent's own exit status
+  130  interrupted by SIGINT (Ctrl-C), after teardown
+  143  interrupted by SIGTERM, after teardown";
+}
+
+/// A usage or configuration error the operator must fix: exit 64.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// A usage error as an `anyhow::Error`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+/// A launch stopped by a signal; teardown has run. The status is
+/// `128 + signal` (130 for SIGINT, 143 for SIGTERM).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by signal {signal}; the bottle was torn down")]
+pub struct Interrupted {
+    /// The signal number.
+    pub signal: i32,
+}
+
+/// The exit status for an error, by the table in [`exit`]: interruptions
+/// by their signal, configuration errors anywhere in the chain 64, the
+/// rest 1.
+#[must_use]
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(i) = e.chain().find_map(|c| c.downcast_ref::<Interrupted>()) {
+        return match i.signal {
+            2 => exit::INTERRUPTED_INT,
+            15 => exit::INTERRUPTED_TERM,
+            n => u8::try_from(128 + n).unwrap_or(exit::RUNTIME),
+        };
+    }
+    let config = e.chain().any(|c| {
+        c.is::<crate::manifest::ManifestError>()
+            || c.is::<crate::plan::PlanError>()
+            || c.is::<crate::plan::ResolveError>()
+            || c.is::<crate::env::EnvError>()
+            || c.is::<crate::provider::ProviderError>()
+            || c.is::<UsageError>()
+    });
+    if config { exit::CONFIG } else { exit::RUNTIME }
+}
+
 /// Run an AI coding agent in a throw-away bottle whose only ways out are
 /// audited.
 #[derive(Debug, Parser)]
-#[command(name = "bot-bottle", version, about)]
+#[command(name = "bot-bottle", version, about, after_help = exit::TABLE)]
 pub struct Cli {
     /// The command.
     #[command(subcommand)]
@@ -95,6 +163,15 @@ pub fn operator_paths() -> anyhow::Result<Paths> {
     Ok(Paths::new(home, cwd))
 }
 
+/// The backend `--backend`/`BOT_BOTTLE_BACKEND` name; a name this build
+/// does not know is a usage error (64).
+pub(crate) fn select_backend(
+    flag: Option<&str>,
+    paths: &Paths,
+) -> anyhow::Result<Box<dyn crate::backend::Backend>> {
+    crate::backend::select(flag, paths).map_err(|e| usage(format!("{e:#}")))
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let paths = operator_paths()?;
@@ -124,6 +201,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             anyhow::bail!(
                 "the supervise TUI is not built yet (the supervise server and its queue come first); proposals wait in ~/.bot-bottle/state/<slug>/queue/"
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Interrupted, exit, exit_code, usage};
+
+    #[test]
+    fn one_table_maps_errors_to_exit_statuses() {
+        let config =
+            anyhow::Error::from(crate::plan::PlanError::Invalid("x".into())).context("planning");
+        assert_eq!(exit_code(&config), exit::CONFIG);
+        let unset = anyhow::Error::from(crate::plan::ResolveError::Env(
+            crate::env::EnvError::MissingHostVar {
+                key: "A".into(),
+                var: "B".into(),
+            },
+        ));
+        assert_eq!(exit_code(&unset), exit::CONFIG);
+        assert_eq!(exit_code(&usage("bad flag")), exit::CONFIG);
+        assert_eq!(
+            exit_code(&anyhow::anyhow!("the Docker engine does not answer")),
+            exit::RUNTIME
+        );
+        let int = anyhow::Error::from(Interrupted { signal: 2 }).context("launching");
+        assert_eq!(exit_code(&int), exit::INTERRUPTED_INT);
+        let term = anyhow::Error::from(Interrupted { signal: 15 });
+        assert_eq!(exit_code(&term), exit::INTERRUPTED_TERM);
+        for code in ["64", "130", "143", "start -- CMD"] {
+            assert!(exit::TABLE.contains(code), "{code}");
         }
     }
 }

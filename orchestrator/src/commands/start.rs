@@ -23,7 +23,8 @@ pub struct Args {
     /// Copy the working directory into the agent's workspace.
     #[arg(long)]
     cwd: bool,
-    /// Print the plan and stop; touches no container runtime.
+    /// Print the plan and check every host variable it reads, then stop;
+    /// touches no container runtime (also `BOT_BOTTLE_DRY_RUN=1`).
     #[arg(long)]
     dry_run: bool,
     /// Skip the confirmation.
@@ -64,21 +65,41 @@ pub(super) fn plan_for(
     Ok(LaunchPlan::new(paths, &loaded, &provider, opts)?)
 }
 
+/// `BOT_BOTTLE_DRY_RUN`: `1`/`true`/`yes` on, `0`/`false`/`no`/empty or
+/// unset off, anything else a usage error (a typo must not launch).
+fn dry_run_from_env() -> anyhow::Result<bool> {
+    let Some(v) = std::env::var_os(crate::env_vars::BOT_BOTTLE_DRY_RUN) else {
+        return Ok(false);
+    };
+    match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        Some("1" | "true" | "yes") => Ok(true),
+        Some("" | "0" | "false" | "no") => Ok(false),
+        _ => Err(super::usage(format!(
+            "{} must be 1 (dry run) or 0; it is something else",
+            crate::env_vars::BOT_BOTTLE_DRY_RUN
+        ))),
+    }
+}
+
+fn host_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 fn pick_agent(paths: &Paths) -> anyhow::Result<String> {
     let agents = Loader::new(paths.clone()).available_agents();
     let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
     if !crate::tty::interactive() {
-        anyhow::bail!(
+        return Err(super::usage(format!(
             "no agent named and no terminal to pick on: pass it, `bot-bottle start NAME` (available: {})",
             if names.is_empty() {
                 "none; run `bot-bottle init`".to_owned()
             } else {
                 names.join(", ")
             }
-        );
+        )));
     }
     if names.is_empty() {
-        anyhow::bail!("no agents yet: run `bot-bottle init`");
+        return Err(super::usage("no agents yet: run `bot-bottle init`"));
     }
     for (i, n) in names.iter().enumerate() {
         eprintln!("  {}. {n}", i + 1);
@@ -92,18 +113,21 @@ fn pick_agent(paths: &Paths) -> anyhow::Result<String> {
     let matches: Vec<&&str> = names.iter().filter(|n| n.starts_with(&answer)).collect();
     match matches.as_slice() {
         [one] => Ok((**one).to_owned()),
-        [] => anyhow::bail!("no agent matches `{answer}`"),
-        _ => anyhow::bail!("`{answer}` matches several agents; type more of the name"),
+        [] => Err(super::usage(format!("no agent matches `{answer}`"))),
+        _ => Err(super::usage(format!(
+            "`{answer}` matches several agents; type more of the name"
+        ))),
     }
 }
 
 pub(super) fn run(paths: &Paths, args: Args) -> anyhow::Result<ExitCode> {
     let interactive = crate::tty::interactive();
     if args.remote_control {
-        anyhow::bail!(
-            "--remote-control is not supported yet: the provider's remote endpoints would need routes of their own"
-        );
+        return Err(super::usage(
+            "--remote-control is not supported yet: the provider's remote endpoints would need routes of their own",
+        ));
     }
+    let dry_run = args.dry_run || dry_run_from_env()?;
     let name = match &args.name {
         Some(n) => n.clone(),
         None => pick_agent(paths)?,
@@ -116,7 +140,7 @@ pub(super) fn run(paths: &Paths, args: Args) -> anyhow::Result<ExitCode> {
     };
     // Label and colour are asked only on a terminal, without --yes and
     // outside dry runs; otherwise the defaults (label = agent name).
-    if interactive && !args.yes && !args.dry_run {
+    if interactive && !args.yes && !dry_run {
         if opts.label.is_none() {
             opts.label = Some(crate::tty::ask("label", &name)?);
         }
@@ -132,22 +156,32 @@ pub(super) fn run(paths: &Paths, args: Args) -> anyhow::Result<ExitCode> {
     if !args.command.is_empty() {
         plan.command.clone_from(&args.command);
     }
-    if args.dry_run {
+    if dry_run {
+        // Everything a start checks before its first launch step, and the
+        // same failure when something is missing.
         print!("{plan}");
+        print!("{}", plan.host_report(&host_var));
+        plan.check_secrets(&host_var, interactive)
+            .context("a start would stop here")?;
         println!("dry run: nothing was started");
         return Ok(ExitCode::SUCCESS);
     }
-    let backend = crate::backend::select(args.backend.as_deref(), paths)?;
+    if !args.yes && !interactive {
+        return Err(super::usage(
+            "no terminal to confirm on: pass --yes to start without asking (or --dry-run to see the plan)",
+        ));
+    }
+    let backend = super::select_backend(args.backend.as_deref(), paths)?;
     eprint!("{plan}");
+    eprint!("{}", plan.host_report(&host_var));
     eprintln!("  backend: {}", backend.name());
-    if !args.yes {
-        if !interactive {
-            anyhow::bail!("no terminal to confirm on: pass --yes to start without asking");
-        }
-        if !crate::tty::confirm("start this bottle?")? {
-            eprintln!("not started");
-            return Ok(ExitCode::from(1));
-        }
+    // A missing host variable stops the launch before anything is asked
+    // or created.
+    plan.check_secrets(&host_var, interactive)
+        .context("resolving the bottle's env and credentials")?;
+    if !args.yes && !crate::tty::confirm("start this bottle?")? {
+        eprintln!("not started");
+        return Ok(ExitCode::from(super::exit::RUNTIME));
     }
     launch(
         &*backend,

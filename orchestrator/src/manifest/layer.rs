@@ -69,16 +69,25 @@ impl LimitLayer {
     }
 }
 
+/// The provider of a bottle that names none (the seed's default too).
+pub const DEFAULT_TEMPLATE: &str = "claude";
+
+fn default_template() -> String {
+    DEFAULT_TEMPLATE.to_owned()
+}
+
 /// `agent_provider:`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSpec {
-    /// `claude`, `codex`, `pi` or a plugin name.
+    /// `claude` (the default), `codex`, `pi` or a plugin name.
+    #[serde(default = "default_template")]
     pub template: String,
     /// A Dockerfile replacing the template's (path relative to the file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dockerfile: Option<String>,
-    /// Env-style value of the token egress injects for the provider's API.
+    /// The token egress injects for the provider's API, named by the
+    /// secret rule ([`crate::env::SecretRef`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
     /// codex only: forward the host's device-auth login.
@@ -123,7 +132,8 @@ pub struct RepoLayer {
     /// The push key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<RepoKey>,
-    /// The upstream's pinned SSH host key.
+    /// The upstream's pinned SSH host key (default: the operator's
+    /// `~/.ssh/known_hosts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key: Option<String>,
 }
@@ -137,10 +147,11 @@ pub struct RepoKey {
     /// `static`: the private key file on the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// `gitea`: host variable holding the forge API token.
+    /// `gitea`: the forge API token, named by the secret rule
+    /// ([`crate::env::SecretRef`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forge_token_env: Option<String>,
-    /// `gitea`: the forge's API base URL.
+    /// `gitea`: the forge's API base URL (default `https://<host>/api/v1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
 }

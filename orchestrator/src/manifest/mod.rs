@@ -7,9 +7,11 @@
 pub mod frontmatter;
 pub mod layer;
 pub mod routes;
+pub mod ssh;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -33,7 +35,11 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     /// No agent or bottle file of that name.
-    #[error("no {kind} named `{name}`: looked for {}", list_paths(searched))]
+    #[error(
+        "no {kind} named `{name}`: looked for {}{}",
+        list_paths(searched),
+        near_misses(name, near)
+    )]
     NotFound {
         /// `agent` or `bottle`.
         kind: &'static str,
@@ -41,6 +47,32 @@ pub enum ManifestError {
         name: String,
         /// Every path tried.
         searched: Vec<PathBuf>,
+        /// Files that differ only in case (`Dev.md`), which are never read.
+        near: Vec<PathBuf>,
+    },
+    /// A file bigger than a manifest (or its frontmatter, or its prompt)
+    /// may be.
+    #[error("{}: {what} is larger than {} KiB; a manifest is a small text file (is this the right file?)", path.display(), limit / 1024)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// `the file`, `the frontmatter` or `the prompt`.
+        what: &'static str,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A bottle whose real path is outside `~/.bot-bottle` (a symlink out).
+    #[error(
+        "{} resolves to {}, outside {}: a bottle decides where credentials go, so bottles are read only from inside {} (copy the file in, or make {} itself the link)",
+        path.display(), target.display(), root.display(), root.display(), root.display()
+    )]
+    OutsideConfig {
+        /// The bottle file as named.
+        path: PathBuf,
+        /// Where it really is.
+        target: PathBuf,
+        /// `~/.bot-bottle`.
+        root: PathBuf,
     },
     /// A name that cannot be a manifest file name.
     #[error(
@@ -90,6 +122,103 @@ pub enum ManifestError {
     },
 }
 
+fn near_misses(name: &str, near: &[PathBuf]) -> String {
+    use std::fmt::Write as _;
+    near.iter().fold(String::new(), |mut out, p| {
+        let _ = write!(
+            out,
+            "; found {}, which is never read: manifest file names are lower-case, [a-z][a-z0-9-]*.md (rename it to {name}.md)",
+            p.display()
+        );
+        out
+    })
+}
+
+/// Files in `dir` whose name is `<name>.md` ignoring ASCII case, but not
+/// exactly (`Dev.md`, `dev.MD` for `dev`).
+fn case_variants(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let want = format!("{name}.md");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.to_owned();
+            (n != want && n.eq_ignore_ascii_case(&want)).then(|| e.path())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Largest manifest file read, frontmatter and body.
+pub const MAX_FILE_BYTES: usize = 512 * 1024;
+/// Largest frontmatter.
+pub const MAX_FRONTMATTER_BYTES: usize = 64 * 1024;
+/// Largest agent prompt (the body of an agent file).
+pub const MAX_PROMPT_BYTES: usize = 256 * 1024;
+
+/// Whether a directory entry named `file_name` is one bot-bottle would
+/// read: `[a-z][a-z0-9-]*.md`.
+#[must_use]
+pub fn manifest_file_name(file_name: &str) -> bool {
+    file_name.strip_suffix(".md").is_some_and(valid_name)
+}
+
+/// The message of a serde error without the value it met: serde writes
+/// `invalid type: string "hunter2", expected a boolean`, and a value in a
+/// manifest may be a secret pasted in the wrong place. The key path and
+/// the expected type stay.
+#[must_use]
+pub fn without_values(message: &str) -> String {
+    fn kind(unexpected: &str) -> &'static str {
+        const KINDS: &[(&str, &str)] = &[
+            ("string", "a string"),
+            ("integer", "an integer"),
+            ("floating point", "a number"),
+            ("boolean", "a boolean"),
+            ("character", "a character"),
+            ("unit", "null"),
+            ("sequence", "a list"),
+            ("map", "a mapping"),
+            ("byte array", "bytes"),
+            ("bytes", "bytes"),
+            ("enum", "a tagged value"),
+            ("option", "a value"),
+        ];
+        KINDS
+            .iter()
+            .find(|(p, _)| unexpected.starts_with(p))
+            .map_or("a value", |(_, k)| k)
+    }
+    for marker in ["invalid type: ", "invalid value: "] {
+        if let Some(at) = message.find(marker) {
+            let rest = &message[at + marker.len()..];
+            return match rest.rfind(", expected ") {
+                Some(e) => format!("{}{marker}{}{}", &message[..at], kind(rest), &rest[e..]),
+                None => format!("{}{marker}{} (not shown)", &message[..at], kind(rest)),
+            };
+        }
+    }
+    if let Some(at) = message.find("unknown variant `") {
+        let rest = &message[at..];
+        let expected = rest.find(", expected ").map_or("", |e| &rest[e..]);
+        return format!("{}not one of the allowed values{expected}", &message[..at]);
+    }
+    if let Some(at) = message.find("unknown field `") {
+        let rest = &message[at + "unknown field `".len()..];
+        if let Some(end) = rest.find('`') {
+            return format!(
+                "{}unknown field {}{}",
+                &message[..at],
+                frontmatter::shown_key(&rest[..end]),
+                &rest[end + 1..]
+            );
+        }
+    }
+    message.to_owned()
+}
+
 fn list_paths(paths: &[PathBuf]) -> String {
     paths
         .iter()
@@ -116,7 +245,14 @@ pub(crate) fn parse_file<T: DeserializeOwned>(
         line: e.line,
         message: e.message,
     })?;
-    frontmatter::refuse_indirection(split.yaml, split.yaml_first_line).map_err(|e| {
+    if split.yaml.len() > MAX_FRONTMATTER_BYTES {
+        return Err(ManifestError::TooLarge {
+            path: path.to_owned(),
+            what: "the frontmatter",
+            limit: MAX_FRONTMATTER_BYTES,
+        });
+    }
+    frontmatter::check_events(split.yaml, split.yaml_first_line).map_err(|e| {
         ManifestError::Syntax {
             path: path.to_owned(),
             line: e.line,
@@ -129,6 +265,18 @@ pub(crate) fn parse_file<T: DeserializeOwned>(
     } else {
         split.yaml
     };
+    // Defence in depth for the duplicate-key rule: the parser serde reads
+    // with refuses a repeated mapping key itself; should it ever see keys
+    // the event check did not, its verdict stands.
+    if let Err(e) = serde_norway::from_str::<serde_norway::Value>(yaml)
+        && e.to_string().contains("duplicate entry")
+    {
+        return Err(ManifestError::Syntax {
+            path: path.to_owned(),
+            line: e.location().map(|l| l.line() + split.yaml_first_line - 1),
+            message: "a key appears twice in one mapping (as YAML parsers read it); quote the keys of this mapping".into(),
+        });
+    }
     let value: T = serde_norway::from_str(yaml).map_err(|e| {
         let line = e.location().map(|l| l.line() + split.yaml_first_line - 1);
         let mut message = e.to_string();
@@ -140,16 +288,64 @@ pub(crate) fn parse_file<T: DeserializeOwned>(
         ManifestError::Syntax {
             path: path.to_owned(),
             line,
-            message,
+            message: without_values(&message),
         }
     })?;
     Ok((value, split.body.to_owned()))
 }
 
-fn read(path: &Path) -> Result<String, ManifestError> {
-    std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+/// Reads a manifest: at most [`MAX_FILE_BYTES`], UTF-8 (a leading
+/// byte-order mark is dropped; anything else that is not UTF-8 is an error
+/// with its line and column).
+pub(crate) fn read(path: &Path) -> Result<String, ManifestError> {
+    let io = |source| ManifestError::Io {
         path: path.to_owned(),
         source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(ManifestError::TooLarge {
+            path: path.to_owned(),
+            what: "the file",
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    decode(path, bytes)
+}
+
+/// UTF-8 text of a manifest file, or an error placing the first bad byte.
+pub(crate) fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<String, ManifestError> {
+    let syntax = |line: usize, message: String| ManifestError::Syntax {
+        path: path.to_owned(),
+        line: Some(line),
+        message,
+    };
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err(syntax(
+            1,
+            "the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8".into(),
+        ));
+    }
+    // Editors on Windows start UTF-8 files with a byte-order mark; it is
+    // not part of the text.
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        bytes.drain(..3);
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.split(|&b| b == b'\n').count();
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Columns count characters; everything before the bad byte is UTF-8.
+        let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+        syntax(
+            line,
+            format!("column {column}: this byte is not UTF-8 text (a manifest is UTF-8; was the file saved in another encoding?)"),
+        )
     })
 }
 
@@ -160,8 +356,9 @@ pub struct Repo {
     pub url: String,
     /// The push key.
     pub key: RepoKey,
-    /// The pinned SSH host key.
-    pub host_key: String,
+    /// The pinned SSH host key as written; `None`: the operator's
+    /// `~/.ssh/known_hosts` is consulted when the bottle is planned.
+    pub host_key: Option<String>,
 }
 
 /// One egress route with the file that declared it.
@@ -280,6 +477,50 @@ impl Loader {
         })
     }
 
+    /// Files in the manifest folders that are never read because of their
+    /// name (`MyAgent.md`, `dev.yaml`), each with a warning naming it.
+    /// Hidden files and editor backups (`~`, `.swp`) are left alone.
+    #[must_use]
+    pub fn misnamed_files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for dir in [
+            self.paths.bottles_dir(),
+            self.paths.home_agents_dir(),
+            self.paths.cwd_agents_dir(),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut names: Vec<(String, PathBuf)> = entries
+                .flatten()
+                .filter(|e| e.path().is_file())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .filter(|(n, _)| {
+                    !n.starts_with('.')
+                        && !n.ends_with('~')
+                        && !Path::new(n)
+                            .extension()
+                            .is_some_and(|e| e.eq_ignore_ascii_case("swp"))
+                        && !manifest_file_name(n)
+                })
+                .collect();
+            names.sort();
+            for (name, path) in names {
+                let lower = name.to_ascii_lowercase();
+                let hint = if manifest_file_name(&lower) {
+                    format!(" (rename it to {lower})")
+                } else {
+                    String::new()
+                };
+                out.push(format!(
+                    "{} is never read: manifest file names match [a-z][a-z0-9-]*.md{hint}",
+                    path.display()
+                ));
+            }
+        }
+        out
+    }
+
     /// Every agent name on disk, without parsing any file.
     #[must_use]
     pub fn available_agents(&self) -> Vec<AgentEntry> {
@@ -335,6 +576,10 @@ impl Loader {
                 kind: "agent",
                 name: name.to_owned(),
                 searched: candidates.to_vec(),
+                near: [self.paths.cwd_agents_dir(), self.paths.home_agents_dir()]
+                    .iter()
+                    .flat_map(|d| case_variants(d, name))
+                    .collect(),
             })
     }
 
@@ -346,28 +591,26 @@ impl Loader {
                 kind: "bottle",
                 name,
                 searched,
+                near,
             } => ManifestError::Invalid {
                 path: agent.file.clone(),
                 key: "bottle".into(),
                 message: format!(
-                    "no bottle named `{name}` (looked for {})",
-                    list_paths(&searched)
+                    "no bottle named `{name}` (looked for {}){}",
+                    list_paths(&searched),
+                    near_misses(&name, &near)
                 ),
             },
-            ManifestError::BadName {
-                kind: "bottle",
-                name,
-            } => ManifestError::Invalid {
+            ManifestError::BadName { kind: "bottle", .. } => ManifestError::Invalid {
                 path: agent.file.clone(),
                 key: "bottle".into(),
-                message: format!(
-                    "`{name}` is not a valid bottle name: names match [a-z][a-z0-9-]*"
-                ),
+                message: "not a valid bottle name: names match [a-z][a-z0-9-]*".into(),
             },
             other => other,
         })?;
         let git_user = bottle.git_user.overlay(&agent.git_user);
-        let warnings = self.trust_warning().into_iter().collect();
+        let mut warnings: Vec<String> = self.trust_warning().into_iter().collect();
+        warnings.extend(self.misnamed_files());
         Ok(Loaded {
             agent,
             bottle,
@@ -380,6 +623,14 @@ impl Loader {
     pub fn load_agent(&self, name: &str) -> Result<Agent, ManifestError> {
         let file = self.agent_file(name)?;
         let (layer, body): (AgentLayer, String) = parse_file(&file, &read(&file)?)?;
+        let prompt = body.trim_start_matches(['\r', '\n']).to_owned();
+        if prompt.len() > MAX_PROMPT_BYTES {
+            return Err(ManifestError::TooLarge {
+                path: file,
+                what: "the prompt (the body after the frontmatter)",
+                limit: MAX_PROMPT_BYTES,
+            });
+        }
         let skills = layer.skills.unwrap_or_default();
         for (i, skill) in skills.iter().enumerate() {
             if skill.is_empty() || skill.contains(['/', '\\']) || skill.starts_with('.') {
@@ -397,7 +648,7 @@ impl Loader {
             bottle: layer.bottle,
             skills,
             git_user: layer.git_gate.and_then(|g| g.user).unwrap_or_default(),
-            prompt: body.trim_start_matches(['\r', '\n']).to_owned(),
+            prompt,
             file,
         })
     }
@@ -410,15 +661,29 @@ impl Loader {
             });
         }
         let path = self.paths.bottles_dir().join(format!("{name}.md"));
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(ManifestError::NotFound {
+        if !path.is_file() {
+            return Err(ManifestError::NotFound {
                 kind: "bottle",
                 name: name.to_owned(),
                 searched: vec![path],
-            })
+                near: case_variants(&self.paths.bottles_dir(), name),
+            });
         }
+        // The trust boundary is where the file really is: a link (of the
+        // file or of `bottles/`) out of `~/.bot-bottle` would let whatever
+        // owns the target, a cloned repository say, decide where
+        // credentials go.
+        let root = self.paths.config_dir();
+        let io = |source| ManifestError::Io {
+            path: path.clone(),
+            source,
+        };
+        let target = path.canonicalize().map_err(io)?;
+        let real_root = root.canonicalize().map_err(io)?;
+        if !target.starts_with(&real_root) {
+            return Err(ManifestError::OutsideConfig { path, target, root });
+        }
+        Ok(path)
     }
 
     /// Reads the chain of bottle layers, `name` first.
@@ -429,14 +694,20 @@ impl Loader {
         while let Some(current) = next.take() {
             let file = match self.bottle_file(&current) {
                 Ok(f) => f,
-                Err(ManifestError::NotFound { name, searched, .. }) if !chain.is_empty() => {
+                Err(ManifestError::NotFound {
+                    name,
+                    searched,
+                    near,
+                    ..
+                }) if !chain.is_empty() => {
                     let (child, _) = &chain[chain.len() - 1];
                     return Err(ManifestError::Invalid {
                         path: child.clone(),
                         key: "extends".into(),
                         message: format!(
-                            "no bottle named `{name}` (looked for {})",
-                            list_paths(&searched)
+                            "no bottle named `{name}` (looked for {}){}",
+                            list_paths(&searched),
+                            near_misses(&name, &near)
                         ),
                     });
                 }
@@ -448,7 +719,7 @@ impl Loader {
                     return Err(ManifestError::Invalid {
                         path: file,
                         key: "extends".into(),
-                        message: format!("`{parent}` is not a bottle name ([a-z][a-z0-9-]*)"),
+                        message: "not a bottle name ([a-z][a-z0-9-]*)".into(),
                     });
                 }
                 if names.contains(parent) {
@@ -523,7 +794,7 @@ pub fn resolve_chain(
     let head = chain.first().map(|(f, _)| f.clone()).unwrap_or_default();
 
     let provider = merged.agent_provider.clone().unwrap_or(ProviderSpec {
-        template: "claude".into(),
+        template: layer::DEFAULT_TEMPLATE.into(),
         dockerfile: None,
         auth_token: None,
         forward_host_credentials: None,
@@ -540,30 +811,32 @@ pub fn resolve_chain(
             key: format!("git-gate.repos.{repo_name}.{field}"),
             message: "required, and not set by this bottle or any bottle it extends".into(),
         };
-        repos.insert(
-            repo_name.clone(),
-            Repo {
-                url: r.url.clone().ok_or_else(|| missing("url"))?,
-                key: r.key.clone().ok_or_else(|| missing("key"))?,
-                host_key: r.host_key.clone().ok_or_else(|| missing("host_key"))?,
-            },
-        );
-    }
-    // A route's token must name an env entry of the merged bottle.
-    let env = merged.env.clone().unwrap_or_default();
-    for r in &routes {
-        if let Some(auth) = &r.route.auth
-            && !env.contains_key(&auth.token_ref)
-        {
-            return Err(ManifestError::Invalid {
-                path: r.file.clone(),
-                key: format!("egress.routes[{}].auth.token_ref", r.route.index),
-                message: format!(
-                    "`{}` (route for `{}`) names no `env:` entry of this bottle or any bottle it extends",
-                    auth.token_ref, r.route.host
-                ),
-            });
+        let repo = Repo {
+            url: r.url.clone().ok_or_else(|| missing("url"))?,
+            key: r.key.clone().ok_or_else(|| missing("key"))?,
+            host_key: r.host_key.clone(),
+        };
+        // Each field may come from another file; judged together here.
+        let url = ssh::GitUrl::parse(&repo.url).map_err(|m| ManifestError::Invalid {
+            path: head.clone(),
+            key: format!("git-gate.repos.{repo_name}.url"),
+            message: m,
+        })?;
+        if let Some(hk) = &repo.host_key {
+            ssh::parse_host_key(hk, &url).map_err(|m| ManifestError::Invalid {
+                path: head.clone(),
+                key: format!("git-gate.repos.{repo_name}.host_key"),
+                message: m,
+            })?;
         }
+        if repo.key.provider == KeyProvider::Gitea {
+            url.owner_repo().map_err(|m| ManifestError::Invalid {
+                path: head.clone(),
+                key: format!("git-gate.repos.{repo_name}.url"),
+                message: m,
+            })?;
+        }
+        repos.insert(repo_name.clone(), repo);
     }
     Ok(Bottle {
         name: name.to_owned(),
@@ -591,7 +864,8 @@ fn invalid(path: &Path, key: impl Into<String>, message: impl Into<String>) -> M
     }
 }
 
-/// Checks one bottle file on its own.
+/// Checks one bottle file on its own. Messages name the key, never a value
+/// that could be a secret.
 // A flat list of independent key checks.
 #[allow(clippy::too_many_lines)]
 fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
@@ -601,7 +875,7 @@ fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
         return Err(invalid(
             file,
             "extends",
-            format!("`{parent}` is not a bottle name ([a-z][a-z0-9-]*)"),
+            "not a bottle name ([a-z][a-z0-9-]*)",
         ));
     }
     for (key, value) in layer.env.iter().flatten() {
@@ -609,12 +883,19 @@ fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
             return Err(invalid(
                 file,
                 format!("env.{key}"),
-                format!("`{key}` is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+                "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
             ));
         }
         crate::env::EnvSource::parse(value).map_err(|m| invalid(file, format!("env.{key}"), m))?;
     }
     if let Some(p) = &layer.agent_provider {
+        if !valid_name(&p.template) {
+            return Err(invalid(
+                file,
+                "agent_provider.template",
+                "not a provider name ([a-z][a-z0-9-]*)",
+            ));
+        }
         // Built-ins are judged here; a plugin's capabilities are known only
         // once its provider.yaml is read (LaunchPlan::new checks those).
         if p.forward_host_credentials.is_some() && matches!(p.template.as_str(), "claude" | "pi") {
@@ -638,15 +919,8 @@ fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
             ));
         }
         if let Some(token) = &p.auth_token {
-            crate::env::EnvSource::parse(token)
+            crate::env::SecretRef::parse(token)
                 .map_err(|m| invalid(file, "agent_provider.auth_token", m))?;
-        }
-        if !valid_name(&p.template) {
-            return Err(invalid(
-                file,
-                "agent_provider.template",
-                format!("`{}` is not a provider name ([a-z][a-z0-9-]*)", p.template),
-            ));
         }
     }
     if let Some(log) = layer.egress.as_ref().and_then(|e| e.log)
@@ -663,7 +937,7 @@ fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
             return Err(invalid(
                 file,
                 format!("git-gate.repos.{name}"),
-                format!("`{name}` is not a repo name ([a-z][a-z0-9-]*)"),
+                "is not a repo name ([a-z][a-z0-9-]*)",
             ));
         }
         if let Some(key) = &repo.key {
@@ -682,12 +956,18 @@ fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
                     }
                 }
                 KeyProvider::Gitea => {
-                    if key.forge_token_env.is_none() || key.api_url.is_none() {
+                    let Some(token) = &key.forge_token_env else {
                         return Err(invalid(
                             file,
-                            k,
-                            "provider `gitea` needs `forge_token_env` and `api_url`",
+                            format!("{k}.forge_token_env"),
+                            "required for provider `gitea`: the host variable holding the forge API token",
                         ));
+                    };
+                    crate::env::SecretRef::parse(token)
+                        .map_err(|m| invalid(file, format!("{k}.forge_token_env"), m))?;
+                    if let Some(api) = &key.api_url {
+                        crate::forge::check_api_url(api)
+                            .map_err(|m| invalid(file, format!("{k}.api_url"), m))?;
                     }
                     if key.path.is_some() {
                         return Err(invalid(
@@ -699,14 +979,9 @@ fn check_layer(file: &Path, layer: &BottleLayer) -> Result<(), ManifestError> {
                 }
             }
         }
-        if let Some(url) = &repo.url
-            && (url.is_empty() || url.chars().any(char::is_whitespace))
-        {
-            return Err(invalid(
-                file,
-                format!("git-gate.repos.{name}.url"),
-                format!("`{url}` is not a git URL"),
-            ));
+        if let Some(url) = &repo.url {
+            ssh::GitUrl::parse(url)
+                .map_err(|m| invalid(file, format!("git-gate.repos.{name}.url"), m))?;
         }
     }
     Ok(())

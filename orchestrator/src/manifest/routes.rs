@@ -1,10 +1,11 @@
 //! Egress routes in the manifest form and their translation to routes.yaml.
 //!
 //! A manifest route is a routes.yaml route (SPEC §2) with one difference:
-//! credentials are `auth: {scheme, token_ref}`, where `token_ref` names an
-//! `env:` entry of the bottle, instead of `auth_scheme` + `token_env`. The
-//! plan maps each `token_ref` to an `EGRESS_TOKEN_*` variable that only the
-//! proxy sees. Everything else is read into the proxy's own
+//! credentials are `auth: {scheme, token_ref}`, where `token_ref` names the
+//! secret by the one rule of [`crate::env::SecretRef`] (an `env:` entry or a
+//! host variable), instead of `auth_scheme` + `token_env`. The plan maps
+//! each `token_ref` to an `EGRESS_TOKEN_*` variable that only the proxy
+//! sees. Everything else is read into the proxy's own
 //! [`RouteSpec`], by the proxy's own deserializer and checks, so the
 //! manifest and the proxy can never disagree on what a route means.
 
@@ -19,7 +20,8 @@ const ROUTES_YAML_AUTH: &[&str] = &["auth_scheme", "token_env"];
 pub struct RouteAuth {
     /// `Bearer` or `token`.
     pub scheme: String,
-    /// The `env:` entry holding the secret.
+    /// Names the secret ([`crate::env::SecretRef`]): an `env:` entry, a host
+    /// variable, `${VAR}`, `?prompt`, or (with a warning) the secret itself.
     pub token_ref: String,
 }
 
@@ -185,18 +187,14 @@ fn parse_auth(v: &Value) -> Result<RouteAuth, (String, String)> {
                 if text != "Bearer" && text != "token" {
                     return Err((
                         "auth.scheme".into(),
-                        format!("`{text}` is not a scheme (expected `Bearer` or `token`)"),
+                        "not a scheme (expected `Bearer` or `token`)".into(),
                     ));
                 }
                 scheme = Some(text);
             }
             "token_ref" => {
-                if !crate::env::valid_env_name(&text) {
-                    return Err((
-                        "auth.token_ref".into(),
-                        format!("`{text}` is not an env entry name"),
-                    ));
-                }
+                crate::env::SecretRef::parse(&text)
+                    .map_err(|m| ("auth.token_ref".to_owned(), m))?;
                 token_ref = Some(text);
             }
             other => {

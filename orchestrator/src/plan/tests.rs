@@ -8,6 +8,8 @@ use std::fs;
 
 use bb_egress::policy::{AuthScheme, LogLevel};
 
+use proptest::prelude::*;
+
 use super::*;
 use crate::env::NoTty;
 use crate::manifest::Loader;
@@ -193,7 +195,7 @@ git-gate:
       key:
         provider: static
         path: ~/.ssh/app_deploy_key
-      host_key: github.com ssh-ed25519 AAAAC3Nza
+      host_key: 'github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl'
 egress:
   routes:
     - host: api.github.com
@@ -266,7 +268,10 @@ fn the_rendered_routes_yaml_loads_through_the_proxys_parser() {
     );
     assert_eq!(
         plan.token_env[1].source,
-        SecretSource::ProviderToken(EnvSource::parse("${CLAUDE_CODE_OAUTH_TOKEN}").expect("parse"))
+        SecretSource::Field {
+            field: "agent_provider.auth_token".into(),
+            source: EnvSource::parse("${CLAUDE_CODE_OAUTH_TOKEN}").expect("parse"),
+        }
     );
 }
 
@@ -277,11 +282,14 @@ fn the_plan_holds_the_agent_environment_git_and_files() {
     assert_eq!((plan.agent.as_str(), plan.bottle.as_str()), ("dev", "dev"));
     assert_eq!((plan.label.as_str(), plan.color.as_str()), ("dev", "blue"));
     assert_eq!(
-        plan.files_read,
+        plan.files_read
+            .iter()
+            .map(|f| (f.path.clone(), f.target.clone()))
+            .collect::<Vec<_>>(),
         [
-            fx.paths().home_agents_dir().join("dev.md"),
-            fx.paths().bottles_dir().join("dev.md"),
-            fx.paths().bottles_dir().join("base.md"),
+            (fx.paths().home_agents_dir().join("dev.md"), None),
+            (fx.paths().bottles_dir().join("dev.md"), None),
+            (fx.paths().bottles_dir().join("base.md"), None),
         ]
     );
     assert_eq!(plan.state.root, fx.home.join(".bot-bottle/state/test-slug"));
@@ -321,7 +329,18 @@ fn the_plan_holds_the_agent_environment_git_and_files() {
     let up = &plan.git_upstreams[0];
     assert_eq!(up.name, "app");
     assert_eq!(up.url, "git@github.com:example/app.git");
-    assert_eq!(up.host_key, "github.com ssh-ed25519 AAAAC3Nza");
+    assert_eq!(
+        up.host_key.line,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    );
+    assert_eq!(up.host_key_origin, HostKeyOrigin::Manifest);
+    assert_eq!(
+        up.key,
+        PushKey::Static {
+            path: fx.home.join(".ssh/app_deploy_key")
+        }
+    );
+    assert_eq!(up.key_file(), fx.home.join(".ssh/app_deploy_key"));
     // The agent's user name overlays the bottle's; the email is inherited.
     assert_eq!(
         plan.gitconfig,
@@ -390,7 +409,8 @@ fn the_display_summarises_the_plan() {
             "EGRESS_TOKEN_AGENT_PROVIDER <- agent_provider.auth_token = ${CLAUDE_CODE_OAUTH_TOKEN}",
             "TZ <- literal (3 chars)",
             "GITHUB_TOKEN=egress-placeholder",
-            "-> git@github.com:example/app.git (push key: Static)",
+            "-> git@github.com:example/app.git\n      push key: file ",
+            "host key ssh-ed25519 from the bottle",
             "/home/node/.bot-bottle-prompt.txt (600,",
             "warning: git-gate.repos.app.key.path",
         ],
@@ -717,19 +737,27 @@ fn pi_api_key_env_goes_to_egress() {
     );
     assert_eq!(exposed(&s.agent_env)["OPENROUTER_KEY"], PLACEHOLDER);
 
-    // api_key_env must name an env entry.
+    // A name that is no env entry is the host variable of that name.
     let fx = Fx::new();
-    let file = fx.bottle(
+    fx.bottle(
         "b",
         "agent_provider:\n  template: pi\n  settings: {api_key_env: NOPE}\n",
     );
     fx.agent("a", "bottle: b\n", "");
-    contains_all(
-        &fx.plan_err("a"),
-        &[
-            &file.display().to_string(),
-            "agent_provider.settings.api_key_env: `NOPE` names no `env:` entry",
-        ],
+    let plan = fx.plan("a");
+    assert_eq!(
+        plan.token_env[0].source,
+        SecretSource::Field {
+            field: "agent_provider.settings.api_key_env".into(),
+            source: EnvSource::parse("${NOPE}").expect("parse"),
+        }
+    );
+    let e = plan
+        .resolve_secrets(&host_env(&[]), &mut NoTty)
+        .expect_err("unset");
+    assert_eq!(
+        e.to_string(),
+        "`agent_provider.settings.api_key_env` reads host variable `NOPE`, which is not set"
     );
     // Bad settings name the bottle file.
     let fx = Fx::new();
@@ -1067,4 +1095,159 @@ fn the_state_folder_is_private() {
     assert_eq!(mode, 0o600);
     assert_eq!(state.routes_file(), state.root.join("routes.yaml"));
     assert_eq!(state.ca_dir(), state.root.join("ca"));
+}
+
+// ---------------------------------------------------------------------------
+// Property: no message ever shows a value of a manifest's env or secret
+// fields (or of the host variables they read)
+// ---------------------------------------------------------------------------
+
+/// One section of a generated bottle: `(top-level key, YAML with `{s}`
+/// and `{t}` standing for two secrets)`. Each puts a secret in an `env:`
+/// value, a secret field, or a place of another type.
+const SECTIONS: &[(&str, &str)] = &[
+    ("env", "env:\n  A: \"{s}\"\n  B: plain\n"),
+    ("env", "env:\n  A: \"{s}\"\n  A: \"{t}\"\n"),
+    ("env", "env:\n  - \"{s}\"\n"),
+    ("env", "env:\n  A: [\"{s}\"]\n"),
+    ("env", "env:\n  A: {x: \"{s}\"}\n"),
+    ("env", "env:\n  A: \"${{s}}\"\n"),
+    ("env", "env:\n  A: \"pre-${{s}}-post\"\n"),
+    ("env", "env:\n  A: \"{s}\n"),
+    ("env", "env:\n  GH: \"{s}\"\n"),
+    (
+        "agent_provider",
+        "agent_provider:\n  template: claude\n  auth_token: \"{s}\"\n",
+    ),
+    (
+        "agent_provider",
+        "agent_provider:\n  auth_token: [\"{s}\"]\n",
+    ),
+    (
+        "agent_provider",
+        "agent_provider:\n  template: codex\n  forward_host_credentials: \"{s}\"\n",
+    ),
+    (
+        "agent_provider",
+        "agent_provider:\n  template: pi\n  settings:\n    api_key_env: \"{s}\"\n",
+    ),
+    (
+        "agent_provider",
+        "agent_provider:\n  template: pi\n  settings:\n    api_key: \"{s}\"\n",
+    ),
+    (
+        "agent_provider",
+        "agent_provider:\n  template: pi\n  settings:\n    api_key: \"{s}\"\n    api_key_env: \"{t}\"\n",
+    ),
+    (
+        "agent_provider",
+        "agent_provider:\n  template: pi\n  settings:\n    context_window: \"{s}\"\n",
+    ),
+    (
+        "agent_provider",
+        "agent_provider:\n  template: pi\n  settings:\n    models: \"{s}\"\n",
+    ),
+    (
+        "agent_provider",
+        "agent_provider:\n  template: pi\n  settings:\n    supports_developer_role: \"{s}\"\n",
+    ),
+    ("supervise", "supervise: \"{s}\"\n"),
+    ("egress", "egress:\n  log: \"{s}\"\n"),
+    (
+        "egress",
+        "egress:\n  routes:\n    - host: api.example.com\n      auth: {scheme: Bearer, token_ref: \"{s}\"}\n",
+    ),
+    (
+        "egress",
+        "egress:\n  routes:\n    - host: api.example.com\n      auth: {scheme: Bearer, token_ref: GH}\n",
+    ),
+    (
+        "egress",
+        "egress:\n  routes:\n    - host: api.example.com\n      auth: {scheme: \"{s}\", token_ref: GH}\n",
+    ),
+    (
+        "egress",
+        "egress:\n  routes:\n    - host: api.example.com\n      auth: \"{s}\"\n",
+    ),
+    ("egress", "egress:\n  routes:\n    - \"{s}\"\n"),
+    (
+        "git-gate",
+        "git-gate:\n  repos:\n    app:\n      url: git@gitea.example.org:o/app.git\n      host_key: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\n      key: {provider: gitea, forge_token_env: \"{s}\"}\n",
+    ),
+    (
+        "git-gate",
+        "git-gate:\n  repos:\n    app:\n      key: {provider: \"{s}\"}\n",
+    ),
+    (
+        "git-gate",
+        "git-gate:\n  repos:\n    app:\n      key: {provider: gitea, forge_token_env: [\"{s}\"]}\n",
+    ),
+];
+
+/// Secrets as people paste them: not names (a `-`), or a credential that
+/// has a name's shape.
+fn secret_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "Sx[A-Za-z0-9]{6,14}-[a-z0-9]{4}",
+        "[A-Za-z0-9]{36}".prop_map(|s| format!("ghp_{s}")),
+        "[a-z0-9]{20}".prop_map(|s| format!("glpat-{s}")),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn no_message_ever_shows_an_env_or_secret_value(
+        picks in proptest::collection::vec((0..SECTIONS.len(), any::<bool>()), 1..4),
+        s in secret_strategy(),
+        t in secret_strategy(),
+        host_set in any::<bool>(),
+    ) {
+        let mut yaml = String::new();
+        let mut used: Vec<&str> = Vec::new();
+        for (i, swap) in &picks {
+            let (key, text) = SECTIONS[*i];
+            if used.contains(&key) {
+                continue;
+            }
+            used.push(key);
+            let (a, b) = if *swap { (&t, &s) } else { (&s, &t) };
+            yaml.push_str(&text.replace("{s}", a).replace("{t}", b));
+        }
+        let fx = Fx::new();
+        fx.single(&yaml);
+        let secrets = [s.as_str(), t.as_str()];
+        let check = |what: &str, text: &str| -> Result<(), TestCaseError> {
+            for v in secrets {
+                prop_assert!(!text.contains(v), "{what} shows a secret:\n{text}\n--- manifest:\n{yaml}");
+            }
+            Ok(())
+        };
+        let paths = fx.paths();
+        let loaded = match Loader::new(paths.clone()).load("a") {
+            Ok(l) => l,
+            Err(e) => {
+                check("a load error", &format!("{e} {e:?}"))?;
+                return Ok(());
+            }
+        };
+        let provider = crate::provider::find(&paths, &loaded.bottle.provider.template)
+            .expect("a built-in provider");
+        let plan = match LaunchPlan::new(&paths, &loaded, &provider, &fixed()) {
+            Ok(p) => p,
+            Err(e) => {
+                check("a plan error", &format!("{e} {e:?}"))?;
+                return Ok(());
+            }
+        };
+        check("the plan", &format!("{plan}"))?;
+        check("the plan's Debug", &format!("{plan:?}"))?;
+        // The host's variables hold secrets too: set to one, or unset.
+        let host = |_: &str| host_set.then(|| s.clone());
+        check("the host report", &plan.host_report(&host))?;
+        if let Err(e) = plan.check_secrets(&host, false) {
+            check("a resolve error", &format!("{e} {e:?}"))?;
+        }
+    }
 }

@@ -204,13 +204,23 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Largest `provider.yaml` read.
+pub const MAX_PROVIDER_YAML_BYTES: usize = 64 * 1024;
+
 /// Parses a `provider.yaml`; `path` names it in errors.
 pub fn parse_def(path: &Path, text: &str) -> Result<ProviderDef, ProviderError> {
-    crate::manifest::frontmatter::refuse_indirection(text, 1).map_err(|e| {
-        ProviderError::Plugin {
+    if text.len() > MAX_PROVIDER_YAML_BYTES {
+        return Err(ProviderError::Plugin {
             path: path.to_owned(),
-            message: format!("line {}: {}", e.line.unwrap_or(0), e.message),
-        }
+            message: format!(
+                "larger than {} KiB; a provider description is a small file",
+                MAX_PROVIDER_YAML_BYTES / 1024
+            ),
+        });
+    }
+    crate::manifest::frontmatter::check_events(text, 1).map_err(|e| ProviderError::Plugin {
+        path: path.to_owned(),
+        message: format!("line {}: {}", e.line.unwrap_or(0), e.message),
     })?;
     let def: ProviderDef = serde_norway::from_str(text).map_err(|e| ProviderError::Plugin {
         path: path.to_owned(),
@@ -295,7 +305,7 @@ pub fn find(paths: &Paths, name: &str) -> Result<Provider, ProviderError> {
         });
     }
     let yaml_path = plugin_dir.join("provider.yaml");
-    let text = std::fs::read_to_string(&yaml_path).map_err(|e| ProviderError::Plugin {
+    let text = crate::manifest::read(&yaml_path).map_err(|e| ProviderError::Plugin {
         path: yaml_path.clone(),
         message: format!("cannot read the plugin's provider description: {e}"),
     })?;
@@ -360,8 +370,9 @@ pub enum RouteCredential {
     AuthToken,
     /// The host login file (`host_credentials`).
     HostLogin,
-    /// A bottle `env:` entry (pi's `api_key_env`).
-    EnvEntry(String),
+    /// pi's `settings.api_key_env` as written: named by the secret rule
+    /// ([`crate::env::SecretRef`]), an `env:` entry or a host variable.
+    ApiKeyEnv(String),
 }
 
 /// A provider route after rendering.

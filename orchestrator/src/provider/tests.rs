@@ -470,6 +470,44 @@ fn forwarding_needs_a_provider_with_host_credentials() {
     );
 }
 
+/// The earlier bot-bottle's pi settings keys, as its PRD 0058 documents
+/// them: `api_key` into models.json, the `compat` flags, `max_tokens_field`.
+#[test]
+fn pi_takes_the_seeds_settings_keys() {
+    let mut s = spec("pi");
+    s.settings = Some(settings(
+        "provider: lab\nbase_url: https://llm.lab.example/v1\napi_key: dummy-key\n\
+         max_tokens_field: max_completion_tokens\nsupports_developer_role: true\n\
+         supports_reasoning_effort: true\nmodels: [m1, m2]\ncontext_window: 8192\nmax_tokens: 2048\n",
+    ));
+    let r = builtin("pi").render(&input(&s, false)).expect("renders");
+    let v: serde_json::Value =
+        serde_json::from_str(text(file(&r, "/home/node/.pi/agent/models.json"))).expect("json");
+    let p = &v["providers"]["lab"];
+    assert_eq!(p["apiKey"], "dummy-key");
+    assert_eq!(p["baseUrl"], "https://llm.lab.example/v1");
+    assert_eq!(
+        p["compat"],
+        serde_json::json!({
+            "supportsDeveloperRole": true,
+            "supportsReasoningEffort": true,
+            "maxTokensField": "max_completion_tokens",
+        })
+    );
+    assert_eq!(p["models"][1]["contextWindow"], 8192 - 2048);
+    assert_eq!(r.command, ["pi", "--models", "lab/m1,lab/m2"]);
+    // No key written and none injected: a non-default provider gets none.
+    let mut s = spec("pi");
+    s.settings = Some(settings(
+        "provider: lab\nbase_url: https://llm.lab.example/v1\n",
+    ));
+    let r = builtin("pi").render(&input(&s, false)).expect("renders");
+    let v: serde_json::Value =
+        serde_json::from_str(text(file(&r, "/home/node/.pi/agent/models.json"))).expect("json");
+    assert!(v["providers"]["lab"].get("apiKey").is_none(), "{v}");
+    assert_eq!(r.routes[0].credential, None);
+}
+
 #[test]
 fn pi_defaults_to_an_ollama_endpoint() {
     let r = builtin("pi")
@@ -491,6 +529,11 @@ fn pi_defaults_to_an_ollama_endpoint() {
                     "baseUrl": "http://ollama:11434/v1",
                     "api": "openai-completions",
                     "apiKey": "ollama",
+                    "compat": {
+                        "supportsDeveloperRole": false,
+                        "supportsReasoningEffort": false,
+                        "maxTokensField": "max_tokens",
+                    },
                     "models": [{
                         "id": "qwen2.5-coder:7b",
                         "name": "qwen2.5-coder:7b",
@@ -544,7 +587,7 @@ fn pi_settings_shape_models_json_and_the_route() {
         route.credential,
         Some((
             "Bearer".into(),
-            RouteCredential::EnvEntry("OPENROUTER_KEY".into())
+            RouteCredential::ApiKeyEnv("OPENROUTER_KEY".into())
         ))
     );
 }
@@ -554,7 +597,7 @@ fn pi_settings_are_validated() {
     for (yaml, needle) in [
         (
             "temperature: 1",
-            "agent_provider.settings.temperature: unknown key",
+            "agent_provider.settings: unknown key `temperature`",
         ),
         (
             "models: []",
@@ -586,8 +629,21 @@ fn pi_settings_are_validated() {
             "agent_provider.settings.provider: expected a non-empty string",
         ),
         (
-            "api_key_env: 1X",
-            "agent_provider.settings.api_key_env: expected the name of an env entry",
+            "api_key_env: 7",
+            "agent_provider.settings.api_key_env: expected a string",
+        ),
+        (
+            "api_key_env: ''",
+            "agent_provider.settings.api_key_env: empty",
+        ),
+        ("{api_key: x, api_key_env: K}", "not both"),
+        (
+            "max_tokens_field: max_output",
+            "expected `max_tokens` or `max_completion_tokens`",
+        ),
+        (
+            "supports_developer_role: 'yes'",
+            "agent_provider.settings.supports_developer_role: expected true or false",
         ),
     ] {
         let mut s = spec("pi");
