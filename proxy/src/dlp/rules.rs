@@ -406,7 +406,10 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "mailchimp-api-key",
-        keywords: &["-us"],
+        keywords: &[
+            "0-us", "1-us", "2-us", "3-us", "4-us", "5-us", "6-us", "7-us", "8-us", "9-us", "a-us",
+            "b-us", "c-us", "d-us", "e-us", "f-us",
+        ],
         regex: r"\b[0-9a-f]{32}-us[0-9]{1,2}\b",
         exclude: &[],
         examples: &["{32:hex}-u{=}s21", "{32:hex}-u{=}s1"],

@@ -271,15 +271,16 @@ impl TokenPatterns {
 /// The first (up to) eight bytes of `bytes`, little-endian and zero-padded,
 /// with the mask of the bytes present.
 fn head(bytes: &[u8]) -> (u64, u64) {
-    let n = bytes.len().min(8);
-    let mut buf = [0u8; 8];
-    buf[..n].copy_from_slice(&bytes[..n]);
-    let mask = if n == 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * n)) - 1
-    };
-    (u64::from_le_bytes(buf), mask)
+    if let Some(first) = bytes.first_chunk::<8>() {
+        // The common case: one load, no copy of a variable length.
+        return (u64::from_le_bytes(*first), u64::MAX);
+    }
+    let n = bytes.len();
+    let mut x = 0u64;
+    for (k, &b) in bytes.iter().enumerate() {
+        x |= u64::from(b) << (8 * k);
+    }
+    (x, (1u64 << (8 * n)) - 1)
 }
 
 /// `COMMON_PAIRS` as a cost by pair (little-endian): highest for the most
