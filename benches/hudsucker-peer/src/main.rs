@@ -97,7 +97,7 @@ impl HttpHandler for Policy {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bb-hudsucker-peer: error: {e}");
@@ -106,7 +106,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     if !cli.listen.ip().is_loopback() {
         return Err(format!("--listen {}: loopback addresses only", cli.listen).into());
     }
