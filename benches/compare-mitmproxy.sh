@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: bb-egress against mitmproxy running an equivalent
-# policy addon, same routes, same local HTTPS upstream, same load.
+# Side-by-side benchmark, all rows in one run against the same local HTTPS
+# upstream under the same load: going direct (no proxy), mitmproxy running
+# an equivalent policy addon, a hudsucker-based proxy doing allowlist +
+# header injection only (benches/hudsucker-peer, no DLP), and bb-egress.
 # See benches/compare/README.md. Everything stays on 127.0.0.1 and every
 # step is bounded in time; all processes started here are stopped on exit.
 #
 # Knobs (environment):
 #   DURATION_S=10      measured seconds per scenario
 #   WARMUP_S=1         unmeasured seconds before each measurement
-#   CONNECTIONS=20     concurrent keep-alive connections
+#   CONNECTIONS=20     concurrent keep-alive connections (post-1m uses
+#                      CONNECTIONS_1M=4)
 #   SCENARIOS="get-small post-64k post-1m get-new-conn"
-#   PROXIES="mitmproxy bb-egress"
+#   PROXIES="direct mitmproxy hudsucker bb-egress"
+#   UPSTREAM=nginx     nginx (with its njs module; installed with apt-get
+#                      when missing and run as root) or loadgen (bb-loadgen
+#                      upstream, hyper)
 #   CARGO_TARGET_DIR   where the binaries and the work folder go (default target/)
 set -euo pipefail
 
@@ -23,9 +29,12 @@ RESULTS=$WORK/results
 DURATION_S=${DURATION_S:-10}
 WARMUP_S=${WARMUP_S:-1}
 CONNECTIONS=${CONNECTIONS:-20}
+CONNECTIONS_1M=${CONNECTIONS_1M:-4}
 SCENARIOS=${SCENARIOS:-"get-small post-64k post-1m get-new-conn"}
-PROXIES=${PROXIES:-"mitmproxy bb-egress"}
+PROXIES=${PROXIES:-"direct mitmproxy hudsucker bb-egress"}
+UPSTREAM=${UPSTREAM:-nginx}
 MITMPROXY_SPEC=${MITMPROXY_SPEC:-mitmproxy}
+NGINX_MODULES=${NGINX_MODULES:-/usr/lib/nginx/modules}
 
 # Not a real credential: the token both proxies inject and the upstream checks.
 export EGRESS_TOKEN_BENCH="bench-token-$RANDOM$RANDOM"
@@ -120,6 +129,14 @@ scenario_flags() {
 	esac
 }
 
+# scenario_connections NAME: concurrent connections for it.
+scenario_connections() {
+	case $1 in
+		post-1m) echo "$CONNECTIONS_1M" ;;
+		*) echo "$CONNECTIONS" ;;
+	esac
+}
+
 # ---- setup ---------------------------------------------------------------
 
 command -v python3 >/dev/null || die "python3 is needed (for the mitmproxy venv)"
@@ -138,6 +155,26 @@ if [[ " $PROXIES " == *" mitmproxy "* ]]; then
 	log "mitmproxy $("$VENV/bin/mitmdump" --version | awk '/^Mitmproxy:/ { print $2 }')"
 fi
 
+HUDSUCKER=$TARGET_DIR/hudsucker-peer/release/bb-hudsucker-peer
+if [[ " $PROXIES " == *" hudsucker "* ]]; then
+	log "building bb-hudsucker-peer (release; its own workspace under benches/hudsucker-peer)"
+	if ! (cd "$ROOT/benches/hudsucker-peer" && CARGO_TARGET_DIR=$TARGET_DIR/hudsucker-peer cargo build --quiet --release); then
+		log "SKIP hudsucker: it did not build"
+		PROXIES=${PROXIES//hudsucker/}
+	fi
+fi
+
+if [[ $UPSTREAM == nginx && ! -e $NGINX_MODULES/ngx_http_js_module.so ]]; then
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		log "installing nginx-light and its njs module (apt-get)"
+		# The package's service must not start: the bench runs its own.
+		DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq nginx-light libnginx-mod-http-js >"$WORK/apt.log" 2>&1 ||
+			die "apt-get install nginx-light libnginx-mod-http-js failed: $(tail -n 5 "$WORK/apt.log")"
+	else
+		die "UPSTREAM=nginx needs nginx and $NGINX_MODULES/ngx_http_js_module.so (Debian: nginx-light libnginx-mod-http-js); or set UPSTREAM=loadgen"
+	fi
+fi
+
 log "building bb-loadgen (release)"
 (cd "$ROOT" && cargo build --quiet --release -p bb-loadgen) || die "bb-loadgen did not build"
 LOADGEN=$TARGET_DIR/release/bb-loadgen
@@ -154,21 +191,44 @@ if [[ " $PROXIES " == *" bb-egress "* ]]; then
 	fi
 fi
 
-log "starting the upstream"
-"$LOADGEN" upstream --listen 127.0.0.1:0 --cert-dir "$WORK/upstream" \
-	--expect-bearer-env EGRESS_TOKEN_BENCH --max-lifetime 30m \
-	>"$WORK/upstream.log" 2>&1 &
-UPSTREAM_PID=$!
-PIDS+=("$UPSTREAM_PID")
-for _ in $(seq 300); do
-	grep -q '^listening ' "$WORK/upstream.log" && break
-	kill -0 "$UPSTREAM_PID" 2>/dev/null || die "upstream exited: $(cat "$WORK/upstream.log")"
-	sleep 0.1
-done
-UPSTREAM_ADDR=$(awk '/^listening / { print $2; exit }' "$WORK/upstream.log")
-[[ -n $UPSTREAM_ADDR ]] || die "upstream did not start"
-UPSTREAM_PORT=${UPSTREAM_ADDR##*:}
-UPSTREAM_CA=$WORK/upstream/ca.crt
+log "starting the upstream ($UPSTREAM)"
+case $UPSTREAM in
+	loadgen)
+		"$LOADGEN" upstream --listen 127.0.0.1:0 --cert-dir "$WORK/upstream" \
+			--expect-bearer-env EGRESS_TOKEN_BENCH --max-lifetime 30m \
+			>"$WORK/upstream.log" 2>&1 &
+		UPSTREAM_PID=$!
+		PIDS+=("$UPSTREAM_PID")
+		for _ in $(seq 300); do
+			grep -q '^listening ' "$WORK/upstream.log" && break
+			kill -0 "$UPSTREAM_PID" 2>/dev/null || die "upstream exited: $(cat "$WORK/upstream.log")"
+			sleep 0.1
+		done
+		UPSTREAM_ADDR=$(awk '/^listening / { print $2; exit }' "$WORK/upstream.log")
+		[[ -n $UPSTREAM_ADDR ]] || die "upstream did not start"
+		UPSTREAM_PORT=${UPSTREAM_ADDR##*:}
+		UPSTREAM_CA=$WORK/upstream/ca.crt
+		;;
+	nginx)
+		NGINX_DIR=$WORK/nginx
+		rm -rf "$NGINX_DIR"
+		mkdir -p "$NGINX_DIR"
+		"$LOADGEN" cert "$NGINX_DIR" || die "bb-loadgen cert failed"
+		cp "$COMPARE/bench.js" "$NGINX_DIR/bench.js"
+		UPSTREAM_PORT=$(free_port)
+		sed -e "s|@WORK@|$WORK|g" -e "s|@PORT@|$UPSTREAM_PORT|g" -e "s|@MODULES@|$NGINX_MODULES|g" \
+			"$COMPARE/nginx.conf.in" >"$NGINX_DIR/nginx.conf"
+		nginx -c "$NGINX_DIR/nginx.conf" -p "$NGINX_DIR" >"$WORK/upstream.log" 2>&1 &
+		UPSTREAM_PID=$!
+		PIDS+=("$UPSTREAM_PID")
+		wait_port "$UPSTREAM_PORT" "$UPSTREAM_PID" nginx ||
+			die "nginx did not start: $(cat "$WORK/upstream.log" "$NGINX_DIR/error.log" 2>/dev/null)"
+		UPSTREAM_ADDR=127.0.0.1:$UPSTREAM_PORT
+		UPSTREAM_CA=$NGINX_DIR/ca.crt
+		log "$(nginx -v 2>&1)"
+		;;
+	*) die "UPSTREAM=$UPSTREAM: nginx or loadgen" ;;
+esac
 URL="https://localhost:$UPSTREAM_PORT/bench/echo"
 log "upstream on $UPSTREAM_ADDR"
 
@@ -191,6 +251,16 @@ start_mitmproxy() {
 		>"$logfile" 2>&1 &
 	PROXY_PID=$!
 	PROXY_CA=$WORK/mitmproxy-conf/mitmproxy-ca-cert.pem
+}
+
+start_hudsucker() {
+	local port=$1 logfile=$2
+	PROXY_CA=$WORK/hudsucker-ca.crt
+	rm -f "$PROXY_CA"
+	"$HUDSUCKER" --listen "127.0.0.1:$port" --ca-out "$PROXY_CA" \
+		--upstream-ca "$UPSTREAM_CA" --allow "localhost:$UPSTREAM_PORT" \
+		--token-env EGRESS_TOKEN_BENCH >"$logfile" 2>&1 &
+	PROXY_PID=$!
 }
 
 start_bb_egress() {
@@ -223,43 +293,57 @@ bb_egress_ca_init() {
 }
 
 run_proxy() {
-	local proxy=$1 scenario port logfile out rss cpu0 cpu1 loadgen
+	local proxy=$1 scenario port logfile out rss cpu0 cpu1 loadgen conns target auth
 	mkdir -p "$RESULTS/$proxy"
 	if [[ $proxy == bb-egress ]]; then
 		bb_egress_ca_init || return 1
 	fi
 	for scenario in $SCENARIOS; do
-		# A fresh proxy per scenario, so its peak RSS is this scenario's.
-		port=$(free_port)
+		conns=$(scenario_connections "$scenario")
 		logfile=$WORK/$proxy-$scenario.log
-		case $proxy in
-			mitmproxy) start_mitmproxy "$port" "$logfile" ;;
-			bb-egress) start_bb_egress "$port" "$logfile" ;;
-		esac
-		PIDS+=("$PROXY_PID")
-		if ! wait_port "$port" "$PROXY_PID" "$proxy" || ! wait_file "$PROXY_CA" "$PROXY_PID"; then
-			log "$proxy did not start (or wrote no CA at $PROXY_CA); skipping it. Last lines of $logfile:"
-			tail -n 20 "$logfile" >&2 || true
-			stop "$PROXY_PID"
-			return 1
+		if [[ $proxy == direct ]]; then
+			# No proxy: the load generator sends the real token itself
+			# (read from the environment, never from argv).
+			target=direct
+			auth=(--bearer-env EGRESS_TOKEN_BENCH)
+			PROXY_CA=$UPSTREAM_CA
+			PROXY_PID=$UPSTREAM_PID
+		else
+			# A fresh proxy per scenario, so its peak RSS is this scenario's.
+			port=$(free_port)
+			case $proxy in
+				mitmproxy) start_mitmproxy "$port" "$logfile" ;;
+				hudsucker) start_hudsucker "$port" "$logfile" ;;
+				bb-egress) start_bb_egress "$port" "$logfile" ;;
+				*) die "unknown proxy $proxy" ;;
+			esac
+			PIDS+=("$PROXY_PID")
+			target=http://127.0.0.1:$port
+			auth=()
+			if ! wait_port "$port" "$PROXY_PID" "$proxy" || ! wait_file "$PROXY_CA" "$PROXY_PID"; then
+				log "$proxy did not start (or wrote no CA at $PROXY_CA); skipping it. Last lines of $logfile:"
+				tail -n 20 "$logfile" >&2 || true
+				stop "$PROXY_PID"
+				return 1
+			fi
 		fi
 		# One request end to end first: a proxy that blocks, or fails to reach
 		# the upstream, is reported here rather than as a table of errors.
 		# shellcheck disable=SC2046 # word splitting of the flags is intended
-		if ! timeout 30 "$LOADGEN" load --proxy "http://127.0.0.1:$port" --url "$URL" \
+		if ! timeout 30 "$LOADGEN" load --proxy "$target" --url "$URL" "${auth[@]}" \
 			--ca "$PROXY_CA" --connections 1 --duration 200ms \
 			$(scenario_flags "$scenario") >"$WORK/$proxy-$scenario.probe.json" 2>&1; then
 			log "$proxy: the probe request failed; skipping $proxy: $(cat "$WORK/$proxy-$scenario.probe.json")"
 			tail -n 20 "$logfile" >&2 || true
-			stop "$PROXY_PID"
+			[[ $proxy == direct ]] || stop "$PROXY_PID"
 			return 1
 		fi
-		log "$proxy: $scenario (${WARMUP_S}s warm-up + ${DURATION_S}s, $CONNECTIONS connections)"
+		log "$proxy: $scenario (${WARMUP_S}s warm-up + ${DURATION_S}s, $conns connections)"
 		out=$RESULTS/$proxy/$scenario.json
 		# shellcheck disable=SC2046 # word splitting of the flags is intended
 		timeout $((WARMUP_S + DURATION_S + 60)) "$LOADGEN" load \
-			--proxy "http://127.0.0.1:$port" --url "$URL" --ca "$PROXY_CA" \
-			--connections "$CONNECTIONS" --duration "${DURATION_S}s" --warmup "${WARMUP_S}s" \
+			--proxy "$target" --url "$URL" "${auth[@]}" --ca "$PROXY_CA" \
+			--connections "$conns" --duration "${DURATION_S}s" --warmup "${WARMUP_S}s" \
 			$(scenario_flags "$scenario") >"$out.raw" 2>"$WORK/$proxy-$scenario.loadgen.log" &
 		loadgen=$!
 		PIDS+=("$loadgen")
@@ -279,13 +363,16 @@ run_proxy() {
 		fi
 		cpu1=$(cpu_seconds "$PROXY_PID")
 		rss=$(peak_rss_kib "$PROXY_PID")
-		stop "$PROXY_PID"
+		[[ $proxy == direct ]] || stop "$PROXY_PID"
 		if [[ -s $out.raw ]]; then
+			# For the direct row there is no proxy: its CPU and RSS columns
+			# are left empty (the upstream's would mislead).
 			python3 -c 'import json, sys
 r = json.loads(open(sys.argv[1]).read())
-r["peak_rss_kib"] = int(sys.argv[2])
-r["proxy_cpu_s"] = round(float(sys.argv[4]) - float(sys.argv[3]), 3)
-print(json.dumps(r))' "$out.raw" "$rss" "$cpu0" "$cpu1" >"$out"
+if sys.argv[5] != "direct":
+    r["peak_rss_kib"] = int(sys.argv[2])
+    r["proxy_cpu_s"] = round(float(sys.argv[4]) - float(sys.argv[3]), 3)
+print(json.dumps(r))' "$out.raw" "$rss" "$cpu0" "$cpu1" "$proxy" >"$out"
 			log "$proxy $scenario: $(cat "$out")"
 		fi
 		rm -f "$out.raw"
@@ -298,7 +385,7 @@ done
 
 stop "$UPSTREAM_PID"
 echo
-echo "bb-egress vs mitmproxy: ${CONNECTIONS} connections, ${DURATION_S}s per scenario, $(nproc) CPUs"
+echo "side by side ($PROXIES) against $UPSTREAM: ${CONNECTIONS} connections (post-1m: ${CONNECTIONS_1M}), ${DURATION_S}s per scenario, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(results and logs in $WORK)"
 echo
 python3 "$COMPARE/report.py" "$RESULTS"

@@ -3,7 +3,8 @@
 Usage: python3 report.py RESULTS_DIR
 
 RESULTS_DIR/<proxy>/<scenario>.json holds bb-loadgen's JSON line plus the
-fields the script adds (peak_rss_kib, proxy_cpu_s). Scenarios are printed in
+fields the script adds (peak_rss_kib, proxy_cpu_s; absent for the direct
+row, which has no proxy). Scenarios are printed in
 the order of RESULTS_DIR/scenarios.txt, proxies in RESULTS_DIR/proxies.txt.
 """
 
@@ -13,7 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-BASE, OTHER = "mitmproxy", "bb-egress"
+OURS = "bb-egress"
+# The rows bb-egress is compared with, in the order the ratios are printed.
+PEERS = ("direct", "mitmproxy", "hudsucker")
 
 
 def load(results: Path) -> tuple[list[str], list[str], dict]:
@@ -69,29 +72,29 @@ def main() -> int:
                          fmt(cores(r), 2), str(r["errors"])])
     print_table(head, rows)
 
-    ratio_rows = []
-    for s in scenarios:
-        a, b = data.get((OTHER, s)), data.get((BASE, s))
-        if not a or not b:
-            continue
+    def ratio(x, y):
+        return None if x is None or not y else x / y
 
-        def ratio(x, y):
-            return None if x is None or not y else x / y
-
-        ratio_rows.append([
-            s,
-            fmt(ratio(a["req_per_s"], b["req_per_s"]), 2),
-            fmt(ratio(a["p50_ms"], b["p50_ms"]), 2),
-            fmt(ratio(a["p99_ms"], b["p99_ms"]), 2),
-            fmt(ratio(rss_mib(a), rss_mib(b)), 2),
-            fmt(ratio(cpu_us_per_req(a), cpu_us_per_req(b)), 2),
-        ])
-    print()
-    if ratio_rows:
-        print(f"ratios {OTHER} / {BASE} (req/s: higher is better; the rest: lower is better)")
-        print_table(["scenario", "req/s", "p50", "p99", "peak RSS", "CPU/req"], ratio_rows)
-    else:
-        print(f"ratios {OTHER} / {BASE}: not available ({OTHER} half not run)")
+    for peer in PEERS:
+        ratio_rows = []
+        for s in scenarios:
+            a, b = data.get((OURS, s)), data.get((peer, s))
+            if not a or not b:
+                continue
+            ratio_rows.append([
+                s,
+                fmt(ratio(a["req_per_s"], b["req_per_s"]), 2),
+                fmt(ratio(a["p50_ms"], b["p50_ms"]), 2),
+                fmt(ratio(a["p99_ms"], b["p99_ms"]), 2),
+                fmt(ratio(rss_mib(a), rss_mib(b)), 2),
+                fmt(ratio(cpu_us_per_req(a), cpu_us_per_req(b)), 2),
+            ])
+        print()
+        if ratio_rows:
+            print(f"ratios {OURS} / {peer} (req/s: higher is better; the rest: lower is better)")
+            print_table(["scenario", "req/s", "p50", "p99", "peak RSS", "CPU/req"], ratio_rows)
+        else:
+            print(f"ratios {OURS} / {peer}: not available (a half not run)")
     for (p, s), r in sorted(data.items()):
         if r.get("first_error"):
             print(f"{p} {s}: first error: {r['first_error']}")

@@ -21,7 +21,12 @@
 //!   starts inside the released bytes (the module's "no byte of a detected
 //!   match is ever released"), any occurrence in the body produces a hit,
 //!   and a `known_secrets` hit is the occurrence that ends first, at the
-//!   offset its rule names.
+//!   offset its rule names;
+//! - the result does not depend on where the body falls against the
+//!   scanner's sampling grid (pairs at even offsets, 4-byte blocks):
+//!   `k` spaces in front of the body (`k` = 1 + bits 3–5 of byte 0, mod 7)
+//!   give the same hit, `k` bytes later. Spaces start no keyword, pattern
+//!   or phrase, and `\b` treats them as it treats the start of the text.
 
 #![no_main]
 
@@ -203,6 +208,16 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
+
+    // Phase independence: the same body k bytes later.
+    let k = 1 + usize::from((data[0] >> 3) & 7) % 7;
+    let shifted = [vec![b' '; k], body.to_vec()].concat();
+    let moved = fx.engine.scan(input.set, &shifted);
+    let expected = one_shot.as_ref().map(|h| Hit {
+        offset: h.offset + k as u64,
+        ..h.clone()
+    });
+    assert_eq!(moved, expected, "{k} leading spaces changed the result");
 
     if input.set.contains(Detector::KnownSecrets) {
         // First occurrence of each registered encoding: (start, end, rule).

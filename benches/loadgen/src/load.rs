@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use bytes::Bytes;
+use hdrhistogram::Histogram;
 use http::{HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
@@ -31,7 +32,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::LoadArgs;
-use crate::histogram::Histogram;
 use crate::upstream::GET_BODY;
 
 /// Response bodies larger than this are an error (the upstream sends a few
@@ -45,7 +45,10 @@ const ERROR_BACKOFF: Duration = Duration::from_millis(20);
 
 /// A validated run.
 pub(crate) struct Plan {
-    proxy: SocketAddr,
+    /// The proxy; `None` connects to the target itself.
+    proxy: Option<SocketAddr>,
+    /// The target's loopback address, for `--proxy direct`.
+    direct: Option<SocketAddr>,
     /// `host:port`, for `CONNECT` and the `Host` header.
     authority: String,
     path: String,
@@ -64,7 +67,11 @@ pub(crate) struct Plan {
 impl Plan {
     /// Checks the flags, reads the CA, builds the request body.
     pub(crate) fn new(args: LoadArgs) -> anyhow::Result<Self> {
-        let proxy = parse_proxy(&args.proxy)?;
+        let proxy = if args.proxy == "direct" {
+            None
+        } else {
+            Some(parse_proxy(&args.proxy)?)
+        };
         let uri: http::Uri = args
             .url
             .parse()
@@ -79,6 +86,20 @@ impl Plan {
             .ok_or_else(|| anyhow!("--url {}: no host", args.url))?
             .to_owned();
         let port = uri.port_u16().unwrap_or(443);
+        let direct = if proxy.is_some() {
+            None
+        } else {
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .with_context(|| format!("--url {}: resolving {host}", args.url))?
+                .find(|a| a.ip().is_loopback())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "--url {}: {host} has no loopback address (the bench sends load to loopback only)",
+                        args.url
+                    )
+                })?;
+            Some(addr)
+        };
         let path = uri
             .path_and_query()
             .map_or_else(|| "/".to_owned(), ToString::to_string);
@@ -112,16 +133,28 @@ impl Plan {
         // hyper's http1 client connection below: do not offer h2.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
 
+        let authorization = match &args.bearer_env {
+            Some(name) => {
+                let v = std::env::var(name)
+                    .with_context(|| format!("--bearer-env {name}: variable not set"))?;
+                let mut h = HeaderValue::from_str(&format!("Bearer {v}"))
+                    .with_context(|| format!("--bearer-env {name}: not a valid header value"))?;
+                h.set_sensitive(true);
+                h
+            }
+            None => HeaderValue::from_str(&args.authorization)
+                .context("--authorization: not a valid header value")?,
+        };
         Ok(Self {
             proxy,
+            direct,
             authority: format!("{host}:{port}"),
             path,
             server_name,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             method: args.method,
             body: filler(args.body_size),
-            authorization: HeaderValue::from_str(&args.authorization)
-                .context("--authorization: not a valid header value")?,
+            authorization,
             connections: args.connections,
             duration: args.duration,
             warmup: args.warmup,
@@ -212,10 +245,20 @@ fn filler(len: usize) -> Bytes {
     Bytes::from(out)
 }
 
+/// Longest latency the histogram tracks, µs (an hour; longer saturates).
+const MAX_LATENCY_US: u64 = 3_600_000_000;
+/// Significant decimal digits the histogram keeps: quantiles within 0.1 %.
+const LATENCY_DIGITS: u8 = 3;
+
+/// An empty latency histogram (µs).
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, LATENCY_DIGITS)
+        .unwrap_or_else(|e| unreachable!("constant bounds are valid: {e}"))
+}
+
 /// What one worker saw in the measured window.
-#[derive(Default)]
 struct Tally {
-    hist: Histogram,
+    hist: Histogram<u64>,
     requests: u64,
     errors: u64,
     /// Request plus response body bytes of successful requests.
@@ -223,6 +266,25 @@ struct Tally {
     first_error: Option<String>,
     /// When the last counted request completed.
     last_done: Option<Instant>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            hist: histogram(),
+            requests: 0,
+            errors: 0,
+            bytes: 0,
+            first_error: None,
+            last_done: None,
+        }
+    }
+}
+
+/// The latency (ms) below which a fraction `q` of the recorded values fall.
+#[allow(clippy::cast_precision_loss, reason = "microseconds far below 2^52")]
+fn quantile_ms(hist: &Histogram<u64>, q: f64) -> Option<f64> {
+    (!hist.is_empty()).then(|| hist.value_at_quantile(q) as f64 / 1000.0)
 }
 
 /// Runs the plan and prints one JSON line on stdout.
@@ -237,7 +299,10 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<ExitCode> {
     let mut total = Tally::default();
     for w in workers {
         let t = w.await.context("a load worker panicked")?;
-        total.hist.merge(&t.hist);
+        total
+            .hist
+            .add(&t.hist)
+            .context("merging latency histograms")?;
         total.requests += t.requests;
         total.errors += t.errors;
         total.bytes += t.bytes;
@@ -256,8 +321,8 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<ExitCode> {
     let (req_per_s, mb_per_s, p50, p99) = (
         total.requests as f64 / elapsed,
         total.bytes as f64 / elapsed / 1e6,
-        total.hist.quantile(0.50).map(|us| us as f64 / 1000.0),
-        total.hist.quantile(0.99).map(|us| us as f64 / 1000.0),
+        quantile_ms(&total.hist, 0.50),
+        quantile_ms(&total.hist, 0.99),
     );
     let line = serde_json::json!({
         "requests": total.requests,
@@ -304,7 +369,7 @@ async fn worker(plan: Arc<Plan>, measure_from: Instant, deadline: Instant) -> Ta
                     tally.bytes += bytes;
                     let us =
                         u64::try_from(done.duration_since(started).as_micros()).unwrap_or(u64::MAX);
-                    tally.hist.record(us);
+                    tally.hist.saturating_record(us.max(1));
                     tally.last_done = Some(done);
                 }
             }
@@ -383,18 +448,31 @@ async fn request(plan: &Plan, conn: &mut Option<SendRequest<Full<Bytes>>>) -> an
     Ok((plan.body.len() + body.len()) as u64)
 }
 
-/// Tunnel, TLS, HTTP/1.1 handshake.
+/// Tunnel (unless direct), TLS, HTTP/1.1 handshake.
 async fn connect(plan: &Plan) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let mut tcp = TcpStream::connect(plan.proxy)
-        .await
-        .with_context(|| format!("connecting to the proxy {}", plan.proxy))?;
-    tcp.set_nodelay(true)?;
-    let head = format!(
-        "CONNECT {a} HTTP/1.1\r\nHost: {a}\r\nUser-Agent: bb-loadgen\r\n\r\n",
-        a = plan.authority
-    );
-    tcp.write_all(head.as_bytes()).await?;
-    read_connect_response(&mut tcp).await?;
+    let tcp = match (plan.proxy, plan.direct) {
+        (Some(proxy), _) => {
+            let mut tcp = TcpStream::connect(proxy)
+                .await
+                .with_context(|| format!("connecting to the proxy {proxy}"))?;
+            tcp.set_nodelay(true)?;
+            let head = format!(
+                "CONNECT {a} HTTP/1.1\r\nHost: {a}\r\nUser-Agent: bb-loadgen\r\n\r\n",
+                a = plan.authority
+            );
+            tcp.write_all(head.as_bytes()).await?;
+            read_connect_response(&mut tcp).await?;
+            tcp
+        }
+        (None, Some(target)) => {
+            let tcp = TcpStream::connect(target)
+                .await
+                .with_context(|| format!("connecting to {target}"))?;
+            tcp.set_nodelay(true)?;
+            tcp
+        }
+        (None, None) => unreachable!("a plan has a proxy or a direct target"),
+    };
     let tls = plan
         .tls
         .connect(plan.server_name.clone(), tcp)
@@ -453,6 +531,22 @@ mod tests {
         assert!(parse_proxy("http://10.0.0.1:8080").is_err());
         assert!(parse_proxy("https://127.0.0.1:8080").is_err());
         assert!(parse_proxy("http://localhost:8080").is_err());
+    }
+
+    #[test]
+    fn quantiles_come_from_the_histogram() {
+        let mut h = histogram();
+        assert_eq!(quantile_ms(&h, 0.5), None);
+        for us in 1..=1000 {
+            h.saturating_record(us * 1000);
+        }
+        let p50 = quantile_ms(&h, 0.5).unwrap_or_default();
+        let p99 = quantile_ms(&h, 0.99).unwrap_or_default();
+        assert!((p50 - 500.0).abs() <= 0.5, "{p50}");
+        assert!((p99 - 990.0).abs() <= 1.0, "{p99}");
+        // Past the tracked range a value saturates rather than failing.
+        h.saturating_record(u64::MAX);
+        assert!(quantile_ms(&h, 1.0).unwrap_or_default() >= 3_600_000.0);
     }
 
     #[test]

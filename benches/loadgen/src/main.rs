@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-mod histogram;
 mod load;
 mod upstream;
 
@@ -42,6 +41,12 @@ enum Command {
     Upstream(UpstreamArgs),
     /// Drive a proxy through CONNECT tunnels and print one JSON line.
     Load(LoadArgs),
+    /// Mint a test CA and a `localhost` leaf into DIR: `ca.crt`, `leaf.crt`
+    /// and `leaf.key` (0600), for another upstream server (nginx).
+    Cert {
+        /// Folder to write the files into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// Flags of `bb-loadgen upstream`.
@@ -67,7 +72,9 @@ struct UpstreamArgs {
 /// Flags of `bb-loadgen load`.
 #[derive(clap::Args, Debug)]
 struct LoadArgs {
-    /// The proxy, `http://127.0.0.1:PORT`.
+    /// The proxy, `http://127.0.0.1:PORT`, or `direct` to connect to the
+    /// target itself (the harness's "direct" row; the target must resolve
+    /// to a loopback address).
     #[arg(long)]
     proxy: String,
     /// The target, `https://HOST:PORT/path`, tunnelled through the proxy.
@@ -102,6 +109,11 @@ struct LoadArgs {
     /// a placeholder that the proxy replaces).
     #[arg(long, default_value = "Bearer egress-placeholder")]
     authorization: String,
+    /// Read the `Authorization` value from this environment variable
+    /// instead (`Bearer <value>`), so a real token never goes on argv: the
+    /// direct row has no proxy to inject it.
+    #[arg(long, conflicts_with = "authorization")]
+    bearer_env: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +141,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
             runtime.block_on(upstream::run(args))
+        }
+        Command::Cert { dir } => {
+            upstream::write_cert_files(&dir)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Load(args) => {
             let plan = match load::Plan::new(args) {

@@ -165,8 +165,16 @@ async fn handle(
     })
 }
 
-/// Mints the CA and leaf, writes `ca.crt`, and builds the TLS config.
-fn server_config(dir: &Path) -> anyhow::Result<rustls::ServerConfig> {
+/// A freshly minted test CA and a leaf for `localhost` / `127.0.0.1`.
+struct Minted {
+    ca_pem: String,
+    leaf_pem: String,
+    leaf_der: CertificateDer<'static>,
+    key_pem: String,
+    key_der: PrivateKeyDer<'static>,
+}
+
+fn mint() -> anyhow::Result<Minted> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
@@ -188,20 +196,54 @@ fn server_config(dir: &Path) -> anyhow::Result<rustls::ServerConfig> {
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     let leaf_key = KeyPair::generate()?;
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
+    Ok(Minted {
+        ca_pem: ca_cert.pem(),
+        leaf_pem: leaf_cert.pem(),
+        leaf_der: leaf_cert.der().clone(),
+        key_pem: leaf_key.serialize_pem(),
+        key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+    })
+}
 
+/// Writes `ca.crt` into `dir` (created if missing).
+fn write_ca(dir: &Path, ca_pem: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca_path = dir.join("ca.crt");
-    std::fs::write(&ca_path, ca_cert.pem())
-        .with_context(|| format!("writing {}", ca_path.display()))?;
+    std::fs::write(&ca_path, ca_pem).with_context(|| format!("writing {}", ca_path.display()))
+}
 
-    let chain: Vec<CertificateDer<'static>> = vec![leaf_cert.der().clone()];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+/// `bb-loadgen cert DIR`: mints the CA and leaf and writes `ca.crt`,
+/// `leaf.crt` and `leaf.key` (mode 0600), for another server (the harness's
+/// nginx) to serve the same kind of certificate as `upstream`.
+pub(crate) fn write_cert_files(dir: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let m = mint()?;
+    write_ca(dir, &m.ca_pem)?;
+    let leaf = dir.join("leaf.crt");
+    std::fs::write(&leaf, &m.leaf_pem).with_context(|| format!("writing {}", leaf.display()))?;
+    let key = dir.join("leaf.key");
+    let _ = std::fs::remove_file(&key);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key)
+        .and_then(|mut f| f.write_all(m.key_pem.as_bytes()))
+        .with_context(|| format!("writing {}", key.display()))
+}
+
+/// Mints the CA and leaf, writes `ca.crt`, and builds the TLS config.
+fn server_config(dir: &Path) -> anyhow::Result<rustls::ServerConfig> {
+    let m = mint()?;
+    write_ca(dir, &m.ca_pem)?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
-    .with_single_cert(chain, key)?;
+    .with_single_cert(vec![m.leaf_der], m.key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

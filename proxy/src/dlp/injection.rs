@@ -234,6 +234,7 @@ impl Injection {
 
     /// Runs the transducer over `chunk` (at stream offset `base`). Returns
     /// `(key, phrase id, start)` for the first phrase completed.
+    #[inline(never)]
     pub(crate) fn scan(
         &self,
         st: &mut InjState,

@@ -11,17 +11,26 @@
 //! larger blob. Identical encodings (hex of a digit-only secret, the
 //! percent-encoding of an unreserved-only secret, …) are registered once.
 //!
-//! # Why a fingerprint filter rather than one unanchored DFA
+//! # Why a sampled fingerprint filter rather than one unanchored DFA
 //!
 //! The first design stepped one unanchored DFA over every byte. With 50
 //! secrets (≈400 patterns over a ≈70-symbol alphabet) its table took 17 MB
 //! and the dependent load per byte capped it near 370 MB/s. Every pattern
-//! is at least [`MIN_SECRET_LEN`] bytes, so every match begins with one of a
-//! known set of 4-byte prefixes: a 32 KiB bitmap of their hashes rejects
-//! almost every position with independent (pipelined) loads, and only the
-//! survivors start an *anchored* walk of a compact NFA. A walk that reaches
-//! the end of a chunk keeps its automaton state and resumes on the next
-//! chunk; nothing is re-buffered but the three bytes a fingerprint spans.
+//! is at least [`MIN_SECRET_LEN`] (8) bytes, so every occurrence contains
+//! the 4-byte block that starts at the first stream offset divisible by
+//! four at or after its start, at one of the pattern's offsets 0–3. The
+//! engine's pair map (shared with `token_patterns`, one entry per two-byte
+//! value) says, for each pair, at which offsets `o` some pattern has it
+//! at `o` and at which some pattern has it at `o + 2`: a block is a
+//! candidate only when its first pair has bit `o` of the first kind and
+//! its second pair bit `o` of the second. That is one look per **two**
+//! bytes that `token_patterns` makes anyway (a hashed 4-byte fingerprint
+//! took its own loads and, at 64 KiB, missed the L1 cache on half of them),
+//! and on prose it lets through about one block in 200. A candidate starts
+//! an *anchored* walk of a compact NFA at each offset it may belong to. A
+//! walk that
+//! reaches the end of a chunk keeps its automaton state and resumes on the
+//! next chunk; nothing is re-buffered but the three bytes a window spans.
 
 use aho_corasick::automaton::Automaton;
 use aho_corasick::nfa::contiguous::NFA;
@@ -38,6 +47,9 @@ use crate::redact::Redacted;
 /// Shortest secret `known_secrets` accepts: shorter values would match
 /// ordinary text.
 pub const MIN_SECRET_LEN: usize = 8;
+// The sampled fingerprint pass needs every pattern to contain a whole
+// 4-byte window starting within its first four bytes.
+const _: () = assert!(MIN_SECRET_LEN >= 7);
 /// Longest secret `known_secrets` accepts: the stream holds back the longest
 /// encoding (three bytes per input byte), so this bounds per-stream memory.
 pub const MAX_SECRET_LEN: usize = 4096;
@@ -168,38 +180,26 @@ struct Pattern {
     len: usize,
 }
 
-/// log2 of the fingerprint map's entries. A byte per entry rather than a
-/// bit: 64 KiB stays in L2, and testing a byte needs no variable shift.
-const BLOOM_BITS: u32 = 16;
-
-/// Entries in the fingerprint map.
-pub(crate) const BLOOM_MAP: usize = 1 << BLOOM_BITS;
-
 /// A zeroed fixed-size map, allocated on the heap directly.
 #[allow(
     clippy::unnecessary_box_returns,
-    reason = "64 KiB must not pass through the stack"
+    reason = "64–128 KiB must not pass through the stack"
 )]
-pub(crate) fn zeroed_map<const N: usize>() -> Box<[u8; N]> {
-    vec![0u8; N]
+pub(crate) fn zeroed_map<T: Copy + Default, const N: usize>() -> Box<[T; N]> {
+    vec![T::default(); N]
         .into_boxed_slice()
         .try_into()
         .unwrap_or_else(|_| unreachable!("the vector has N elements"))
-}
-
-/// The fingerprint-map index of a 4-byte window (little-endian).
-#[inline]
-pub(crate) fn fingerprint_index(window: u32) -> usize {
-    (window.wrapping_mul(0x9E37_79B1) >> (32 - BLOOM_BITS)) as usize
 }
 
 /// The compiled `known_secrets` detector.
 #[derive(Debug)]
 pub(crate) struct KnownSecrets {
     nfa: Option<NFA>,
-    bloom: Box<[u8; BLOOM_MAP]>,
-    /// First two bytes of each pattern (the engine's first-level filter).
-    pairs: Vec<u16>,
+    /// `(pair, bits)` for the engine's pair map: bit `o` (0–3) when some
+    /// pattern has the pair (little-endian) at offset `o`, bit `4 + o`
+    /// when some pattern has it at offset `o + 2`.
+    pair_bits: Vec<(u16, u8)>,
     patterns: Vec<Pattern>,
     /// Longest pattern.
     pub(crate) span: usize,
@@ -231,8 +231,7 @@ impl KnownSecrets {
     pub(crate) fn empty() -> Self {
         Self {
             nfa: None,
-            bloom: zeroed_map(),
-            pairs: Vec::new(),
+            pair_bits: Vec::new(),
             patterns: Vec::new(),
             span: 0,
         }
@@ -276,9 +275,18 @@ impl KnownSecrets {
         if bytes.is_empty() {
             return Ok(Self::empty());
         }
-        let mut bloom: Box<[u8; BLOOM_MAP]> = zeroed_map();
+        let mut bits: std::collections::BTreeMap<u16, u8> = std::collections::BTreeMap::new();
         for p in &bytes {
-            bloom[fingerprint_index(u32::from_le_bytes([p[0], p[1], p[2], p[3]]))] = 1;
+            // Every pattern is at least MIN_SECRET_LEN (8) bytes long, so
+            // its blocks at offsets 0..4 all lie inside it.
+            for o in 0..4 {
+                *bits
+                    .entry(u16::from_le_bytes([p[o], p[o + 1]]))
+                    .or_default() |= 1 << o;
+                *bits
+                    .entry(u16::from_le_bytes([p[o + 2], p[o + 3]]))
+                    .or_default() |= 16 << o;
+            }
         }
         let nfa = NFA::builder()
             .match_kind(MatchKind::Standard)
@@ -286,16 +294,9 @@ impl KnownSecrets {
             .build(&bytes)
             .map_err(|e| DlpError::Build(e.to_string()))?;
         let span = patterns.iter().map(|p| p.len).max().unwrap_or(0);
-        let mut pairs: Vec<u16> = bytes
-            .iter()
-            .map(|p| u16::from_le_bytes([p[0], p[1]]))
-            .collect();
-        pairs.sort_unstable();
-        pairs.dedup();
         Ok(Self {
             nfa: Some(nfa),
-            bloom,
-            pairs,
+            pair_bits: bits.into_iter().collect(),
             patterns,
             span,
         })
@@ -311,7 +312,7 @@ impl KnownSecrets {
 
     pub(crate) fn memory_usage(&self) -> usize {
         self.nfa.as_ref().map_or(0, NFA::memory_usage)
-            + self.bloom.len()
+            + self.pair_bits.len() * 4
             + self
                 .patterns
                 .iter()
@@ -347,15 +348,13 @@ impl KnownSecrets {
         Walk::Open(sid)
     }
 
-    /// The first two bytes of every pattern, little-endian.
-    pub(crate) fn pattern_pairs(&self) -> impl Iterator<Item = u16> + '_ {
-        self.pairs.iter().copied()
-    }
-
-    /// Whether a match may begin with these four bytes.
-    #[inline]
-    pub(crate) fn may_start(&self, window: [u8; 4]) -> bool {
-        self.bloom[fingerprint_index(u32::from_le_bytes(window))] != 0
+    /// `(pair, bits)` for the engine's pair map: bit `o` (0–3) when some
+    /// pattern has the pair (little-endian) at offset `o`, bit `4 + o` when
+    /// some pattern has it at offset `o + 2`. A block at stream offset `a`
+    /// whose first pair has bit `o` and second pair bit `4 + o` may hold a
+    /// pattern starting at `a - o`.
+    pub(crate) fn pair_bits(&self) -> &[(u16, u8)] {
+        &self.pair_bits
     }
 
     /// Continues the walks left open by the previous chunk over `chunk` (at

@@ -155,27 +155,20 @@ pub struct DlpEngine {
     token: Arc<token::TokenPatterns>,
     known: known::KnownSecrets,
     injection: Arc<injection::Injection>,
-    /// Flags by the first two bytes of a window: [`PAIR_KEYWORD`] when a token
-    /// keyword starts so, [`PAIR_KNOWN`] when a known-secret pattern
-    /// does. One load per position is the fingerprint pass's whole cost
-    /// on ordinary text.
-    pairs: Box<[u8; PAIRS]>,
+    /// The fingerprint pass's map, by a pair's two bytes (little-endian):
+    /// the low byte is `token_patterns`' anchor flags (`token::pair_flags`),
+    /// the high byte `known_secrets`' pair bits (`KnownSecrets::pair_bits`).
+    /// One load per two bytes is the pass's whole cost on ordinary text.
+    pairs: Box<[u16; token::PAIRS]>,
 }
 
-/// Entries of the two-byte prefix map.
-pub(crate) const PAIRS: usize = 1 << 16;
-/// A `token_patterns` keyword starts with this pair.
-pub(crate) const PAIR_KEYWORD: u8 = 1;
-/// A `known_secrets` pattern starts with this pair.
-pub(crate) const PAIR_KNOWN: u8 = 2;
-
-fn pair_map(token: &token::TokenPatterns, known: &known::KnownSecrets) -> Box<[u8; PAIRS]> {
-    let mut map: Box<[u8; PAIRS]> = known::zeroed_map();
-    for pair in token.keyword_pairs() {
-        map[usize::from(pair)] |= PAIR_KEYWORD;
+fn pair_map(token: &token::TokenPatterns, known: &known::KnownSecrets) -> Box<[u16; token::PAIRS]> {
+    let mut map: Box<[u16; token::PAIRS]> = known::zeroed_map();
+    for (slot, &flags) in map.iter_mut().zip(token.pair_flags.iter()) {
+        *slot = u16::from(flags);
     }
-    for pair in known.pattern_pairs() {
-        map[usize::from(pair)] |= PAIR_KNOWN;
+    for &(pair, bits) in known.pair_bits() {
+        map[usize::from(pair)] |= u16::from(bits) << 8;
     }
     map
 }
@@ -232,7 +225,7 @@ impl DlpEngine {
         self.token.memory_usage()
             + self.known.memory_usage()
             + self.injection.memory_usage()
-            + PAIRS
+            + std::mem::size_of::<[u16; token::PAIRS]>()
     }
 
     /// A scanner for one stream.

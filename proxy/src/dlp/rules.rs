@@ -16,10 +16,13 @@
 pub(crate) struct RuleDef {
     /// Stable rule name, reported in block reasons.
     pub(crate) name: &'static str,
-    /// Literals, one of which occurs in every match (case-sensitive). Not
-    /// necessarily a prefix: the SIMD prefilter fingerprints a keyword's
-    /// first three bytes, so a keyword starts where the token is rare in
-    /// ordinary text (`k-ant-`, not `sk-ant-`, which `task-` shares).
+    /// Literals, one of which occurs in every match (case-sensitive), each
+    /// at least three bytes long. Not necessarily a prefix: the fingerprint
+    /// pass finds a keyword by a pair at an even and a pair at an odd
+    /// offset within its first nine bytes, the rarest in ordinary text
+    /// (`token::COMMON_PAIRS`), so a keyword is chosen where the token is
+    /// rare (`k-ant-`, not `sk-ant-`, which `task-` shares). A two-byte
+    /// literal is spelled out with each byte that can follow it (`SK0` …).
     pub(crate) keywords: &'static [&'static str],
     /// The confirming regex (bytes, ASCII); every match contains a keyword.
     pub(crate) regex: &'static str,
@@ -122,7 +125,9 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "azure-ad-client-secret",
-        keywords: &["Q~"],
+        keywords: &[
+            "0Q~", "1Q~", "2Q~", "3Q~", "4Q~", "5Q~", "6Q~", "7Q~", "8Q~", "9Q~",
+        ],
         regex: concat!(r"\b[0-9A-Za-z_~.]{3}[0-9]Q~[0-9A-Za-z_~.\-]{31,34}", end!()),
         exclude: &[],
         examples: &["secret={3:alnum}8Q{=}~{34:alnum}"],
@@ -255,7 +260,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "slack-webhook-url",
-        keywords: &["k.com/"],
+        keywords: &["hooks.slack.com/"],
         regex: r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Z0-9]{8,12}/[A-Z0-9]{8,12}/[0-9A-Za-z]{24}",
         exclude: &[],
         examples: &["https://hooks.sl{=}ack.com/services/T{9:UPPER}/B{9:UPPER}/{24:alnum}"],
@@ -382,7 +387,10 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "twilio-api-key",
-        keywords: &["SK"],
+        keywords: &[
+            "SK0", "SK1", "SK2", "SK3", "SK4", "SK5", "SK6", "SK7", "SK8", "SK9", "SKa", "SKb",
+            "SKc", "SKd", "SKe", "SKf",
+        ],
         regex: r"\bSK[0-9a-f]{32}\b",
         exclude: &[],
         examples: &["S{=}K{32:hex}"],
@@ -390,7 +398,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "mailgun-api-key",
-        keywords: &["y-"],
+        keywords: &["key-"],
         regex: r"\bkey-[0-9a-f]{32}\b",
         exclude: &[],
         examples: &["api:ke{=}y-{32:hex}"],
@@ -398,10 +406,13 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "mailchimp-api-key",
-        keywords: &["-us"],
+        keywords: &[
+            "0-us", "1-us", "2-us", "3-us", "4-us", "5-us", "6-us", "7-us", "8-us", "9-us", "a-us",
+            "b-us", "c-us", "d-us", "e-us", "f-us",
+        ],
         regex: r"\b[0-9a-f]{32}-us[0-9]{1,2}\b",
         exclude: &[],
-        examples: &["{32:hex}-u{=}s21"],
+        examples: &["{32:hex}-u{=}s21", "{32:hex}-u{=}s1"],
         near_misses: &["{31:hex}-u{=}s21", "{32:hex}-u{=}s123", "multi-u{=}ser"],
     },
     RuleDef {
@@ -470,7 +481,7 @@ pub(crate) static RULES: &[RuleDef] = &[
     },
     RuleDef {
         name: "sentry-token",
-        keywords: &["sntry"],
+        keywords: &["sntrys_eyJ", "sntryu_"],
         regex: concat!(
             r"\b(?:sntrys_eyJ[0-9A-Za-z+/=_\-]{50,400}|sntryu_[0-9a-f]{64})",
             end!()

@@ -7,10 +7,18 @@ use std::sync::Arc;
 
 use super::injection::InjState;
 use super::known::{KnownMatch, KnownState};
-use super::{Detector, DetectorSet, DlpEngine, Hit, PAIR_KEYWORD, PAIR_KNOWN, PAIRS};
+use super::token::{MAX_ANCHOR, PAIRS};
+use super::{Detector, DetectorSet, DlpEngine, Hit};
 
 /// Keywords are at most this long (a unit test checks the rule table).
 pub(crate) const MAX_KEYWORD: usize = 32;
+
+/// The fingerprint pass looks at the stream in aligned blocks of this many
+/// bytes: the pairs at block offsets 0 and 2, whose map entries serve both
+/// `token_patterns` (each pair alone) and `known_secrets` (the two together).
+const BLOCK: u64 = 4;
+/// Map-entry bits of `token_patterns`.
+const TOKEN_BITS: u16 = 0x00FF;
 
 /// A token-rule candidate waiting for its window: ordered by key first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,11 +63,13 @@ pub struct StreamScanner {
     held: Vec<u8>,
     pending: BinaryHeap<Reverse<Candidate>>,
     known_state: KnownState,
-    /// The first stream offset the fingerprint pass has not examined.
+    /// The first block (a multiple of [`BLOCK`]) the fingerprint pass has
+    /// not examined. Always more than `pos - BLOCK`.
     prescan_next: u64,
-    /// Keyword-pair hits whose keyword may run past the bytes fed so far;
-    /// checked once `max_keyword` bytes follow them (or at the end).
-    deferred: Vec<u64>,
+    /// Keyword candidates `(q, p)` (a keyword at `q` whose even anchor is
+    /// the pair at `p`) that may run past the bytes fed so far; checked once
+    /// `max_keyword` bytes follow `q` (or at the end).
+    deferred: Vec<(u64, u64)>,
     inj: Option<InjState>,
     phase: Phase,
     scratch: Vec<u8>,
@@ -213,12 +223,15 @@ impl StreamScanner {
         // window's right edge; take them in key order.
         let total = self.pos;
         if self.token {
-            // Keyword positions never checked: deferred ones and the last
-            // three bytes, which no 4-byte window covered.
-            let mut last: Vec<u64> = std::mem::take(&mut self.deferred);
-            last.extend(self.prescan_next.max(total.saturating_sub(3))..total);
-            for q in last {
-                self.check_keywords(q, &[], total, total);
+            // Keywords never checked: deferred ones, and those whose even
+            // anchor lies in the last, incomplete block (at or after
+            // `prescan_next`), which start at most MAX_ANCHOR bytes before.
+            for (q, p) in std::mem::take(&mut self.deferred) {
+                self.check_keywords(q, (p, p), &[], total, total);
+            }
+            let unexamined = self.prescan_next;
+            for q in unexamined.saturating_sub(MAX_ANCHOR as u64)..total {
+                self.check_keywords(q, (unexamined, u64::MAX), &[], total, total);
             }
         }
         let region_start = total - self.held.len() as u64;
@@ -253,124 +266,167 @@ impl StreamScanner {
         Ok(())
     }
 
-    /// The fingerprint pass: one look at every 4-byte window of the stream,
-    /// for short `token_patterns` keywords (a bitmap of their first two
-    /// bytes) and for `known_secrets` (a bitmap of pattern-prefix hashes).
-    /// The loads of neighbouring positions are independent, so the loop
-    /// pipelines; only bitmap hits leave it.
+    /// The fingerprint pass, over aligned [`BLOCK`]s of the stream: one map
+    /// load per pair at an even stream offset. For `token_patterns`, a
+    /// keyword of three bytes or more has one of its two anchors at an even
+    /// offset, and the pair's entry says how far before it the keyword
+    /// starts. For `known_secrets`, every pattern holds the block at or
+    /// after its start, and the entries of the block's two pairs say at
+    /// which of the pattern's offsets 0–3 it may (see `known`). The loads
+    /// of neighbouring pairs are independent, so the loop pipelines; only
+    /// map hits leave it.
     fn prescan(&mut self, chunk: &[u8], base: u64, known_best: &mut Option<KnownMatch>) {
         let end = base + chunk.len() as u64;
         if !self.deferred.is_empty() {
             let reach = self.engine.token.max_keyword as u64;
-            let ready: Vec<u64> = self
+            let ready: Vec<(u64, u64)> = self
                 .deferred
                 .iter()
                 .copied()
-                .filter(|&q| q + reach <= end)
+                .filter(|&(q, _)| q + reach <= end)
                 .collect();
-            self.deferred.retain(|&q| q + reach > end);
-            for q in ready {
-                self.check_keywords(q, chunk, base, end);
+            self.deferred.retain(|&(q, _)| q + reach > end);
+            for (q, p) in ready {
+                self.check_keywords(q, (p, p), chunk, base, end);
             }
         }
-        let mut p = self.prescan_next.max(base.saturating_sub(3));
-        // Windows straddling the boundary (at most three), from the held tail.
-        while p < base && p + 4 <= end {
-            let mut w = [0u8; 4];
+        let mut a = self.prescan_next;
+        if a + BLOCK > end {
+            return;
+        }
+        if a < base {
+            // The block straddling the boundary, partly from the held tail.
+            let mut w = [0u8; BLOCK as usize];
             for (k, slot) in w.iter_mut().enumerate() {
-                let q = p + k as u64;
+                let q = a + k as u64;
                 *slot = if q < base {
                     self.held[self.held.len() - (base - q) as usize]
                 } else {
                     chunk[(q - base) as usize]
                 };
             }
-            if self.window(w, p, chunk, base, known_best) {
-                break;
+            a += BLOCK;
+            self.prescan_next = a;
+            let pairs = &self.engine.pairs;
+            let e0 = pairs[usize::from(u16::from_le_bytes([w[0], w[1]]))];
+            let e2 = pairs[usize::from(u16::from_le_bytes([w[2], w[3]]))];
+            if self.block(e0, e2, a - BLOCK, chunk, base, known_best) {
+                return;
             }
-            p += 1;
         }
-        let from = (p.max(base) - base) as usize;
         let engine = Arc::clone(&self.engine);
-        let pairs: &[u8; PAIRS] = &engine.pairs;
-        let mask =
-            if self.token { PAIR_KEYWORD } else { 0 } | if self.known { PAIR_KNOWN } else { 0 };
-        let probe = |w: u32| pairs[(w & 0xFFFF) as usize] & mask;
-        let mut i = from;
-        // Four positions per 8-byte load.
-        while i + 8 <= chunk.len() {
-            // One unaligned load; the slice is exactly eight bytes long.
-            let x = u64::from_le_bytes(chunk[i..i + 8].try_into().unwrap_or([0; 8]));
-            let any = probe(x as u32)
-                | probe((x >> 8) as u32)
-                | probe((x >> 16) as u32)
-                | probe((x >> 24) as u32);
-            if any != 0 {
-                for k in 0..4 {
-                    let w = ((x >> (8 * k)) as u32).to_le_bytes();
-                    if probe(u32::from_le_bytes(w)) != 0
-                        && self.window(w, base + (i + k) as u64, chunk, base, known_best)
-                    {
-                        self.prescan_next = self.prescan_next.max(end.saturating_sub(3));
-                        return;
-                    }
+        let pairs = &engine.pairs;
+        let token_mask = if self.token { TOKEN_BITS } else { 0 };
+        let known_mask = if self.known { 0xF000 } else { 0 };
+        let mut i = (a - base) as usize;
+        // The end of the last whole block in the chunk.
+        let whole = i + (chunk.len() - i) / BLOCK as usize * BLOCK as usize;
+        while i < whole {
+            i = match (self.token, self.known) {
+                (true, true) => sweep::<true, true>(pairs, chunk, i),
+                (true, false) => sweep::<true, false>(pairs, chunk, i),
+                (false, true) => sweep::<false, true>(pairs, chunk, i),
+                (false, false) => whole,
+            };
+            // `i` is the first word with a hit, or the last whole word's end:
+            // find its blocks that hit, without a branch per block.
+            let blocks = ((whole - i) / BLOCK as usize).min(SWEEP / BLOCK as usize);
+            let mut entries = [(0u16, 0u16); SWEEP / BLOCK as usize];
+            let mut hits = 0u32;
+            for (b, slot) in entries.iter_mut().enumerate().take(blocks) {
+                let at = i + b * BLOCK as usize;
+                let e0 = pairs[usize::from(u16::from_le_bytes([chunk[at], chunk[at + 1]]))];
+                let e2 = pairs[usize::from(u16::from_le_bytes([chunk[at + 2], chunk[at + 3]]))];
+                let hit = ((e0 | e2) & token_mask) | ((e0 << 4) & e2 & known_mask);
+                *slot = (e0, e2);
+                hits |= u32::from(hit != 0) << b;
+            }
+            let word = i;
+            i += blocks * BLOCK as usize;
+            while hits != 0 {
+                let b = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                let (e0, e2) = entries[b];
+                let a = base + (word + b * BLOCK as usize) as u64;
+                if self.block(e0, e2, a, chunk, base, known_best) {
+                    self.prescan_next = a + BLOCK;
+                    return;
                 }
             }
-            i += 4;
         }
-        while i + 4 <= chunk.len() {
-            let w = [chunk[i], chunk[i + 1], chunk[i + 2], chunk[i + 3]];
-            if probe(u32::from_le_bytes(w)) != 0
-                && self.window(w, base + i as u64, chunk, base, known_best)
-            {
-                break;
-            }
-            i += 1;
-        }
-        self.prescan_next = self.prescan_next.max(end.saturating_sub(3));
+        self.prescan_next = base + i as u64;
     }
 
-    /// Handles one window that hit a bitmap. Returns true when no later
-    /// position can produce a better hit than one already found.
-    fn window(
+    /// Handles one block at stream offset `a` whose pairs have the map
+    /// entries `e0` and `e2`. Returns true
+    /// when no later position can produce a better hit than one found.
+    fn block(
         &mut self,
-        w: [u8; 4],
-        p: u64,
+        e0: u16,
+        e2: u16,
+        a: u64,
         chunk: &[u8],
         base: u64,
         known_best: &mut Option<KnownMatch>,
     ) -> bool {
-        if known_best.as_ref().is_some_and(|b| p >= b.end) {
+        // Candidates from this block start at `a - MAX_ANCHOR` or later:
+        // none can end before a known match that ends there.
+        if known_best
+            .as_ref()
+            .is_some_and(|b| a.saturating_sub(MAX_ANCHOR as u64) >= b.end)
+        {
             return true;
         }
-        let flags = self.engine.pairs[usize::from(u16::from_le_bytes([w[0], w[1]]))];
-        if self.token && flags & PAIR_KEYWORD != 0 {
+        if self.token {
             let end = base + chunk.len() as u64;
-            if p + self.engine.token.max_keyword as u64 <= end {
-                self.check_keywords(p, chunk, base, end);
-            } else {
-                // Its key lies past this chunk whatever it is (every rule's
-                // match is at least as long as the longest keyword, checked
-                // by a test), so checking it later changes no result.
-                self.deferred.push(p);
+            for (p, e) in [(a, e0), (a + 2, e2)] {
+                let mut f = e & TOKEN_BITS;
+                while f != 0 {
+                    let j = u64::from(f.trailing_zeros());
+                    f &= f - 1;
+                    if p >= j {
+                        self.keyword_at(p - j, p, chunk, base, end);
+                    }
+                }
             }
         }
-        if self.known && flags & PAIR_KNOWN != 0 && self.engine.known.may_start(w) {
-            self.engine.known.start(
-                &mut self.known_state,
-                known_best,
-                p,
-                &self.held,
-                chunk,
-                base,
-            );
+        if self.known {
+            let offsets = (e0 >> 8) & (e2 >> 12) & 0xF;
+            for o in 0..BLOCK.min(a + 1) {
+                if offsets & (1 << o) != 0 {
+                    self.engine.known.start(
+                        &mut self.known_state,
+                        known_best,
+                        a - o,
+                        &self.held,
+                        chunk,
+                        base,
+                    );
+                }
+            }
         }
         false
     }
 
-    /// Checks the keywords starting at stream offset `q`, with the bytes
-    /// available up to `end` (the held tail, then `chunk` at `base`).
-    fn check_keywords(&mut self, q: u64, chunk: &[u8], base: u64, end: u64) {
+    /// A keyword whose even anchor is the pair at `p` may start at `q`:
+    /// checks it now when `max_keyword` bytes follow, or once they have
+    /// arrived.
+    fn keyword_at(&mut self, q: u64, p: u64, chunk: &[u8], base: u64, end: u64) {
+        if q + self.engine.token.max_keyword as u64 <= end {
+            self.check_keywords(q, (p, p), chunk, base, end);
+        } else {
+            // Its key lies past this chunk whatever it is (every rule's
+            // match is at least as long as the longest keyword, checked by
+            // a test), so checking it later changes no result.
+            self.deferred.push((q, p));
+        }
+    }
+
+    /// Checks the keywords starting at stream offset `q` whose even anchor
+    /// lies in `anchor` (inclusive bounds), with the bytes available up to
+    /// `end` (the held tail, then `chunk` at `base`). Each keyword
+    /// occurrence is checked once: from the block holding its even anchor.
+    fn check_keywords(&mut self, q: u64, anchor: (u64, u64), chunk: &[u8], base: u64, end: u64) {
         let token = &self.engine.token;
         let reach = (token.max_keyword as u64).min(end - q) as usize;
         let mut buf = [0u8; MAX_KEYWORD];
@@ -389,7 +445,8 @@ impl StreamScanner {
             &buf[..reach]
         };
         let pending = &mut self.pending;
-        token.keywords_at(bytes, |len, id| {
+        let wanted = |id| (anchor.0..=anchor.1).contains(&token.even_anchor(q, id));
+        token.keywords_at(bytes, wanted, |len, id| {
             for &rule in &token.keyword_rules[id] {
                 let max_len = token.rules[usize::from(rule)].max_len as u64;
                 pending.push(Reverse(Candidate {
@@ -460,4 +517,41 @@ impl StreamScanner {
 
 fn window_start(kw_start: u64, max_len: usize) -> u64 {
     kw_start.saturating_sub(max_len as u64 + 1)
+}
+
+/// Bytes the sweep looks at per step: four blocks, eight pairs.
+const SWEEP: usize = 16;
+
+/// From block-aligned `i`, skips the 16-byte words of `chunk` in which no
+/// pair (at even offsets) flags a keyword and no block flags a known
+/// secret. Returns the start of the first word with a hit, or the first
+/// word that is not whole.
+#[inline]
+fn sweep<const TOKEN: bool, const KNOWN: bool>(
+    pairs: &[u16; PAIRS],
+    chunk: &[u8],
+    mut i: usize,
+) -> usize {
+    while let Some(word) = chunk.get(i..i + SWEEP) {
+        // Two 8-byte loads; the pairs are their 16-bit lanes.
+        let x = u64::from_le_bytes(word[..8].try_into().unwrap_or([0; 8]));
+        let y = u64::from_le_bytes(word[8..].try_into().unwrap_or([0; 8]));
+        let e = |v: u64| pairs[(v & 0xFFFF) as usize];
+        let (e0, e2, e4, e6) = (e(x), e(x >> 16), e(x >> 32), e(x >> 48));
+        let (e8, e10, e12, e14) = (e(y), e(y >> 16), e(y >> 32), e(y >> 48));
+        let mut any = 0;
+        if TOKEN {
+            any |= (e0 | e2 | e4 | e6 | e8 | e10 | e12 | e14) & TOKEN_BITS;
+        }
+        if KNOWN {
+            // A block's first pair's bits `o` against its second's `4 + o`.
+            any |= (((e0 << 4) & e2) | ((e4 << 4) & e6) | ((e8 << 4) & e10) | ((e12 << 4) & e14))
+                & 0xF000;
+        }
+        if any != 0 {
+            return i;
+        }
+        i += SWEEP;
+    }
+    i
 }

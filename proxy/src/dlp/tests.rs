@@ -435,11 +435,80 @@ fn keywords_fit_the_fingerprint_pass() {
     // The stream checks a keyword once `max_keyword` bytes follow it, and
     // defers positions near a chunk's end; that is invisible only if every
     // rule's longest match is at least that long (its key then lies past
-    // the chunk), and keywords fit the stack buffer.
+    // the chunk), and keywords fit the stack buffer. The pass samples pairs
+    // at even offsets, so a keyword needs a pair at an even and at an odd
+    // offset: three bytes at least.
     let t = super::token::TokenPatterns::new();
     assert!(t.max_keyword <= super::stream::MAX_KEYWORD);
     for (r, def) in t.rules.iter().zip(RULES) {
         assert!(r.max_len + 1 >= t.max_keyword, "{}", def.name);
-        assert!(def.keywords.iter().all(|k| k.len() >= 2), "{}", def.name);
+        assert!(def.keywords.iter().all(|k| k.len() >= 3), "{}", def.name);
+    }
+}
+
+/// The fingerprint pass samples pairs at even stream offsets and blocks at
+/// offsets divisible by four, so every phase of a token against that grid
+/// must be found, whole or split anywhere, also with nothing after it.
+#[test]
+fn every_rule_is_found_at_every_phase_and_split() {
+    let e = plain();
+    let set = DetectorSet::of(&[Detector::TokenPatterns]);
+    for (r, rule) in RULES.iter().enumerate() {
+        for (i, ex) in rule.examples.iter().enumerate() {
+            let token = expand(ex, (r * 7 + i) as u64);
+            for pad in 0..8 {
+                for tail in ["", " ;\n"] {
+                    let text = format!(
+                        "{}{token}{tail}",
+                        "x ".repeat(pad / 2) + &" ".repeat(pad % 2)
+                    );
+                    let one = e.scan(set, text.as_bytes());
+                    let hit = one
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("{} missed {text:?}", rule.name));
+                    assert_eq!(&*hit.rule, rule.name, "{text:?}");
+                    for cut in 1..text.len() {
+                        let (out, streamed) = stream(&e, set, text.as_bytes(), &[cut]);
+                        assert_eq!(streamed, one, "{} split at {cut}: {text:?}", rule.name);
+                        assert!(out.len() as u64 <= hit.offset);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The same for every registered encoding of a secret: at every phase
+/// against the four-byte grid, split anywhere, with the stream ending
+/// right after it.
+#[test]
+fn known_secrets_are_found_at_every_phase_and_split() {
+    let secret = b"Zq8-fixture/secret+value";
+    let e = engine_with(&[("EGRESS_TOKEN_PHASE", secret)]);
+    let set = DetectorSet::of(&[Detector::KnownSecrets]);
+    for enc in Encoding::ALL {
+        let p = enc.apply(secret);
+        if p.len() < MIN_SECRET_LEN {
+            continue;
+        }
+        for pad in 0..8 {
+            for tail in [&b""[..], b" end"] {
+                let text = [vec![b'.'; pad], p.clone(), tail.to_vec()].concat();
+                let one = e.scan(set, &text);
+                let hit = one
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{enc:?} at {pad} missed"));
+                assert_eq!(hit.offset, pad as u64, "{enc:?} at {pad}");
+                for cut in 1..text.len() {
+                    let (out, streamed) = stream(&e, set, &text, &[cut]);
+                    assert_eq!(streamed, one, "{enc:?} at {pad} split at {cut}");
+                    assert!(out.len() <= pad);
+                }
+                // One byte at a time: every block straddles a boundary.
+                let (out, streamed) = stream(&e, set, &text, &vec![1; text.len()]);
+                assert_eq!(streamed, one, "{enc:?} at {pad} byte by byte");
+                assert!(out.len() <= pad);
+            }
+        }
     }
 }
