@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
-    let backend = crate::backend::select(args.backend.as_deref(), paths)?;
+    let backend = super::select_backend(args.backend.as_deref(), paths)?;
     let mut orphans = backend.orphans()?;
     if args.snapshots {
         for s in backend.snapshots()? {

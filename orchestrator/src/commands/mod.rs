@@ -193,7 +193,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cleanup(args) => cleanup::run(&paths, &args),
         Command::Commit(args) => commit::run(&paths, &args),
         Command::RmSnapshot(args) => rm_snapshot::run(&paths, &args),
-        Command::Doctor { backend } => Ok(doctor::run(&paths, backend.as_deref())),
+        Command::Doctor { backend } => doctor::run(&paths, backend.as_deref()),
         Command::Info { name } => info::run(&paths, &name),
         Command::Init(args) => init::run(&paths, &args),
         Command::Edit { name } => edit::run(&paths, &name),
