@@ -1480,7 +1480,7 @@ impl Backend for Docker {
                     }
                     None => self.agent_image(plan)?,
                 };
-                timing.mark("  images");
+                timing.mark(&format!("  images {bundle_image} {agent_image}"));
                 Ok((bundle_image, daemons, agent_image))
             });
             let egress = s.spawn(|| -> anyhow::Result<()> {
