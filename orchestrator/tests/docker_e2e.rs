@@ -598,6 +598,65 @@ fn start_sleeping(f: &Fixture, label: &str) -> (std::process::Child, String) {
 }
 
 #[test]
+fn a_teardown_that_fails_is_found_by_cleanup() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("reap");
+    // A docker that refuses every removal: the detached teardown fails.
+    let wrapper = f.home.join("docker-no-rm.sh");
+    write(
+        &wrapper,
+        "#!/bin/sh\ncase \"$1 $2\" in rm\\ *|network\\ rm) exit 1;; esac\nexec docker \"$@\"\n",
+    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = bot_bottle(
+        &f,
+        &[
+            "start",
+            "e2e",
+            "--yes",
+            "--label",
+            "reap",
+            "--",
+            "/bin/busybox",
+            "true",
+        ],
+    )
+    .env("BOT_BOTTLE_DOCKER", &wrapper)
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // The reaper owns the bottle while it tries; once it has given up,
+    // cleanup offers every part (state folder included) and removes it.
+    let deadline = Instant::now() + Duration::from_mins(1);
+    let offered = loop {
+        let (_, out, err, _) = run(&f, &["cleanup"]);
+        if out.contains("bb-reap-") {
+            break format!("{out}{err}");
+        }
+        assert!(Instant::now() < deadline, "never offered:\n{out}{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for part in [
+        "-agent",
+        "-net",
+        "-bundle",
+        "-int",
+        ".bot-bottle/state/reap-",
+    ] {
+        assert!(offered.contains(part), "{part} not offered:\n{offered}");
+    }
+    let (code, out, err, _) = run(&f, &["cleanup", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(bottle_leftovers(&f, "reap"), Vec::<String>::new());
+}
+
+#[test]
 fn a_launch_that_fails_half_way_leaves_nothing() {
     if !ready() {
         return;

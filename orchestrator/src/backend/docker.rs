@@ -211,7 +211,10 @@ impl Docker {
             }
         });
         timing.mark("teardown: networks");
-        if parts.state {
+        // What could not be removed keeps the state folder company (its
+        // CA and routes may still be mounted in a live bundle); `cleanup`
+        // offers them together.
+        if parts.state && failed.is_empty() {
             let dir = super::state_dir(&self.paths, &parts.slug);
             // `commit` may have marked the bottle preserved while it ran; a
             // deploy key that could not be revoked keeps its record (and
