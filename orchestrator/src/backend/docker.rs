@@ -1397,11 +1397,19 @@ impl Backend for Docker {
         // still be being removed by that run's reaper: its names are taken
         // until it is done.
         let busy_until = Instant::now() + Duration::from_secs(30);
+        let mut said = false;
         while let Some(other) = Meta::read(&self.paths, &plan.slug)
             .ok()
             .and_then(|m| m.owner)
             .filter(Owner::alive)
         {
+            if !said {
+                said = true;
+                eprintln!(
+                    "bottle {} is still owned by bot-bottle process {} (its last run being removed?); waiting up to 30 s",
+                    plan.slug, other.pid
+                );
+            }
             if Instant::now() > busy_until {
                 bail!(
                     "bottle {} is in use by bot-bottle process {} (`bot-bottle list active`)",
