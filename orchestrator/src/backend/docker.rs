@@ -24,7 +24,10 @@
 //! operator's state root: operators sharing an engine never see each
 //! other's bottles) and `bot-bottle.owner` (the launching process), so
 //! `cleanup` finds what a killed launch left, and a [`Teardown`] guard
-//! removes it on every exit path of [`Docker::launch`].
+//! removes it on every exit path of [`Docker::launch`]: at once on an
+//! error, and once the agent has stopped through a detached
+//! `bot-bottle reap` ([`Docker::remove_parts`]), so the agent's exit status
+//! does not wait for Docker's removals.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
