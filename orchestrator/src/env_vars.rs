@@ -26,6 +26,11 @@ pub const BOT_BOTTLE_DOCKER: &str = "BOT_BOTTLE_DOCKER";
 pub const BOT_BOTTLE_TEST_BREAK_ISOLATION: &str = "BOT_BOTTLE_TEST_BREAK_ISOLATION";
 /// `1`: print how long each phase of a launch took, to stderr.
 pub const BOT_BOTTLE_TIMING: &str = "BOT_BOTTLE_TIMING";
+/// `1`: `start` and `resume` remove the bottle's containers, networks and
+/// state before they exit. Otherwise the exit status returns as soon as the
+/// agent has stopped (and deploy keys are revoked), and a detached
+/// `bot-bottle reap` removes the rest (`cleanup` finds what it could not).
+pub const BOT_BOTTLE_WAIT_TEARDOWN: &str = "BOT_BOTTLE_WAIT_TEARDOWN";
 /// `1` (or `true`, `yes`) makes `start` a dry run, as `--dry-run` does;
 /// `0`, `false`, `no` or empty leave it off. Anything else is refused.
 pub const BOT_BOTTLE_DRY_RUN: &str = "BOT_BOTTLE_DRY_RUN";

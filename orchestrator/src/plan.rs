@@ -129,7 +129,7 @@ impl SecretSource {
     }
 
     /// Resolves the value.
-    fn resolve(
+    pub fn resolve(
         &self,
         host: &dyn Fn(&str) -> Option<String>,
         prompter: &mut dyn Prompter,
@@ -140,6 +140,47 @@ impl SecretSource {
             Self::HostFile { path, pointer } => read_host_login(path, pointer),
         }
     }
+}
+
+/// The API base and the forge token's source of gitea repo `repo` of
+/// `bottle`, by the rules a launch plans them with. `cleanup` revokes the
+/// deploy keys of a killed launch with it: the token comes from where the
+/// manifest says, and the API base must still be the recorded one.
+pub fn forge_repo(
+    bottle: &crate::manifest::Bottle,
+    repo: &str,
+) -> Result<(String, SecretSource), PlanError> {
+    let head = bottle
+        .chain
+        .first()
+        .map_or_else(String::new, |p| p.display().to_string());
+    let bad = |m: String| PlanError::Invalid(format!("{head}: git-gate.repos.{repo}: {m}"));
+    let r = bottle
+        .repos
+        .get(repo)
+        .ok_or_else(|| bad("no longer in the bottle".into()))?;
+    let (KeyProvider::Gitea, Some(raw)) = (r.key.provider, r.key.forge_token_env.as_deref()) else {
+        return Err(bad(
+            "no longer a gitea deploy key with a forge_token_env".into()
+        ));
+    };
+    let mut env = BTreeMap::new();
+    for (k, v) in bottle.merged.env.clone().unwrap_or_default() {
+        let src = EnvSource::parse(&v)
+            .map_err(|m| PlanError::Invalid(format!("{head}: env.{k}: {m}")))?;
+        env.insert(k, src);
+    }
+    let field = format!("git-gate.repos.{repo}.key.forge_token_env");
+    let secret =
+        SecretRef::parse(raw).map_err(|m| PlanError::Invalid(format!("{head}: {field}: {m}")))?;
+    let (_, source) = secret_source(&field, &secret, &env, "forge");
+    let api_url = match &r.key.api_url {
+        Some(u) => u.clone(),
+        None => crate::forge::default_api_url(
+            &GitUrl::parse(&r.url).map_err(|m| bad(format!("url: {m}")))?,
+        ),
+    };
+    Ok((api_url, source))
 }
 
 /// A secret field's value as the plan uses it: where it comes from and the

@@ -117,6 +117,34 @@ fn an_unknown_backend_is_refused_before_anything_starts() {
 }
 
 #[test]
+fn an_unknown_backend_is_a_configuration_error_in_every_command() {
+    let env = Env::examples();
+    for args in [
+        &["start", "dev", "--yes", "--backend", "podman"][..],
+        &["resume", "some-slug", "--yes", "--backend", "podman"],
+        &["list", "active", "--backend", "podman"],
+        &["list", "snapshots", "--backend", "podman"],
+        &["cleanup", "--yes", "--backend", "podman"],
+        &["commit", "some-slug", "--backend", "podman"],
+        &["rm-snapshot", "some-slug", "--yes", "--backend", "podman"],
+        &["doctor", "--backend", "podman"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.code, Some(64), "{args:?}: {out:?}");
+        contains_all(&out.all(), &["unknown backend `podman` (from --backend)"]);
+        let out = env.run_env(
+            &args[..args.len() - 2],
+            &[("BOT_BOTTLE_BACKEND", "smolmachines")],
+        );
+        assert_eq!(out.code, Some(64), "{args:?} from the env: {out:?}");
+        contains_all(
+            &out.all(),
+            &["backend `smolmachines` (from BOT_BOTTLE_BACKEND)"],
+        );
+    }
+}
+
+#[test]
 fn init_writes_an_agent_and_refuses_to_overwrite() {
     let env = Env::empty();
     let out = env.run(&["init", "--name", "x", "--bottle", "y"]);

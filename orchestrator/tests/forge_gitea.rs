@@ -12,11 +12,13 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bb_testkit::http1::{Framing, read_body, read_head};
 use bot_bottle::env::NoTty;
-use bot_bottle::forge::DeployKeys;
+use bot_bottle::forge::{DeployKeys, KeyRecord, RECORD_FILE};
 use bot_bottle::manifest::Loader;
 use bot_bottle::paths::Paths;
 use bot_bottle::plan::{LaunchPlan, PlanOptions, PushKey};
@@ -197,22 +199,28 @@ impl Home {
     }
 
     fn plan(&self) -> LaunchPlan {
-        let loaded = Loader::new(self.paths.clone()).load("a").expect("loads");
-        let provider = bot_bottle::provider::find(&self.paths, &loaded.bottle.provider.template)
-            .expect("provider");
-        let plan = LaunchPlan::new(
-            &self.paths,
-            &loaded,
-            &provider,
-            &PlanOptions {
-                slug: Some("forge-test".into()),
-                ..PlanOptions::default()
-            },
-        )
-        .expect("plans");
-        plan.state.create().expect("state folder");
-        plan
+        plan_in(&self.paths)
     }
+}
+
+/// Agent `a` of the home at `paths`, planned as bottle `forge-test`, its
+/// state folder created.
+fn plan_in(paths: &Paths) -> LaunchPlan {
+    let loaded = Loader::new(paths.clone()).load("a").expect("loads");
+    let provider =
+        bot_bottle::provider::find(paths, &loaded.bottle.provider.template).expect("provider");
+    let plan = LaunchPlan::new(
+        paths,
+        &loaded,
+        &provider,
+        &PlanOptions {
+            slug: Some("forge-test".into()),
+            ..PlanOptions::default()
+        },
+    )
+    .expect("plans");
+    plan.state.create().expect("state folder");
+    plan
 }
 
 fn repo(name: &str, path: &str, api: &str) -> String {
@@ -253,6 +261,19 @@ fn a_deploy_key_is_minted_at_launch_and_revoked_at_teardown() {
     let keys = DeployKeys::mint(&plan, &secrets, Some(&forge.ca)).expect("minted");
     let stored = forge.keys();
     assert_eq!(stored.len(), 1, "{stored:?}");
+    // Recorded as minted, and not offered to `cleanup` while its minting
+    // process (this one) lives.
+    let record = plan.state.root.join(RECORD_FILE);
+    assert_eq!(mode(&record), 0o600);
+    assert_eq!(
+        KeyRecord::read(&plan.state.root)
+            .expect("readable")
+            .expect("a record")
+            .keys
+            .len(),
+        1
+    );
+    assert!(bot_bottle::forge::orphaned(&home.paths).is_empty());
     let (id, k) = stored.iter().next().expect("one key");
     assert_eq!(keys.keys()[0].id, *id);
     assert_eq!(k.repo, "ops/infra");
@@ -272,6 +293,7 @@ fn a_deploy_key_is_minted_at_launch_and_revoked_at_teardown() {
     drop(keys);
     assert!(forge.keys().is_empty(), "{:?}", forge.keys());
     assert!(!key_file.exists(), "the revoked key's file is removed");
+    assert!(!record.exists(), "nothing is left to revoke");
     let seen = forge.seen();
     assert_eq!(
         seen.iter()
@@ -370,4 +392,161 @@ fn the_api_url_defaults_to_the_repos_host() {
         .load("a")
         .expect_err("refused");
     assert!(e.to_string().contains("in the clear"), "{e}");
+}
+
+/// The home and forge CA of the child that mints and is killed (this test
+/// binary run again, on `mint_then_wait_to_be_killed` alone).
+const CHILD_HOME: &str = "FORGE_TEST_CHILD_HOME";
+const CHILD_CA: &str = "FORGE_TEST_CHILD_CA";
+
+/// The launching side of `a_killed_launchs_deploy_key_is_revoked_by_cleanup`:
+/// mints the keys as a launch does, then waits for its `kill -9`.
+#[test]
+#[ignore = "run in a child process by a_killed_launchs_deploy_key_is_revoked_by_cleanup"]
+fn mint_then_wait_to_be_killed() {
+    let (Some(home), Some(ca)) = (std::env::var_os(CHILD_HOME), std::env::var_os(CHILD_CA)) else {
+        return;
+    };
+    let paths = Paths::new(&home, &home);
+    let plan = plan_in(&paths);
+    let secrets = plan
+        .resolve_secrets(&host(TOKEN), &mut NoTty)
+        .expect("secrets");
+    let _keys = DeployKeys::mint(&plan, &secrets, Some(Path::new(&ca))).expect("minted");
+    std::thread::sleep(Duration::from_mins(2));
+}
+
+fn cleanup(home: &Home, forge: &FakeGitea, token: Option<&str>) -> (Option<i32>, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bot-bottle"));
+    c.args(["cleanup", "--yes"])
+        .env_clear()
+        .env("HOME", home.paths.home())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("BOT_BOTTLE_UPSTREAM_CA", &forge.ca)
+        // No engine: the keys are revoked all the same.
+        .env("BOT_BOTTLE_DOCKER", "/nonexistent/docker")
+        .current_dir(home.paths.home())
+        .stdin(Stdio::null());
+    if let Some(t) = token {
+        c.env("FORGE_TOKEN", t);
+    }
+    let out = c.output().expect("runs bot-bottle");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains(TOKEN), "the token was printed: {text}");
+    (out.status.code(), text)
+}
+
+#[test]
+fn a_killed_launchs_deploy_key_is_revoked_by_cleanup() {
+    let forge = FakeGitea::start(&["ops/infra"]);
+    let home = Home::new(&repo("infra", "ops/infra", &forge.api()));
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "mint_then_wait_to_be_killed",
+            "--ignored",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_HOME, home.paths.home())
+        .env(CHILD_CA, &forge.ca)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("child");
+    let state = home.paths.state_root().join("forge-test");
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while forge.keys().is_empty() || !state.join(RECORD_FILE).exists() {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the minting child ended"
+        );
+        assert!(Instant::now() < deadline, "no key was minted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // kill -9: nothing of the launch's teardown runs.
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let (id, stored) = forge.keys().into_iter().next().expect("a key on the forge");
+    assert_eq!(stored.repo, "ops/infra");
+
+    // The record: 0600, the key's id, API base and repository, no token.
+    let file = state.join(RECORD_FILE);
+    assert_eq!(mode(&file), 0o600);
+    let text = std::fs::read_to_string(&file).expect("record");
+    assert!(!text.contains(TOKEN), "{text}");
+    let record: KeyRecord = serde_json::from_str(&text).expect("a record");
+    assert_eq!(record.bottle, "b");
+    assert_eq!(record.keys.len(), 1);
+    let k = &record.keys[0];
+    assert_eq!(
+        (
+            k.id,
+            k.repo.as_str(),
+            k.owner.as_str(),
+            k.name.as_str(),
+            k.api_url.as_str()
+        ),
+        (id, "infra", "ops", "infra", forge.api().as_str())
+    );
+    assert_eq!(
+        bot_bottle::forge::orphaned(&home.paths)
+            .iter()
+            .map(|(slug, k)| (slug.as_str(), k.id))
+            .collect::<Vec<_>>(),
+        [("forge-test", id)]
+    );
+
+    // The token's source (the host's FORGE_TOKEN, as the manifest names) is
+    // not set: nothing is revoked, and the record stays for another try.
+    let (code, out) = cleanup(&home, &forge, None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("deploy key {id} of ops/infra")) && out.contains("FORGE_TOKEN"),
+        "{out}"
+    );
+    assert_eq!(forge.keys().len(), 1);
+    assert!(file.exists(), "the record is kept");
+
+    // A manifest whose repo now names another forge: the token is not
+    // sent there, nor to the recorded one.
+    let cfg = home.paths.home().join(".bot-bottle/bottles/b.md");
+    let original = std::fs::read_to_string(&cfg).expect("bottle");
+    std::fs::write(
+        &cfg,
+        original.replace(&forge.api(), "https://127.0.0.1:9/api/v1"),
+    )
+    .expect("rewrite");
+    let (code, out) = cleanup(&home, &forge, Some(TOKEN));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not sent elsewhere"), "{out}");
+    assert_eq!(forge.keys().len(), 1);
+    std::fs::write(&cfg, original).expect("restore");
+
+    // With the token: revoked, and its record is gone.
+    let (code, out) = cleanup(&home, &forge, Some(TOKEN));
+    assert!(out.contains("revoked 1 of 1 deploy key(s)"), "{out}");
+    assert!(forge.keys().is_empty(), "{:?}", forge.keys());
+    assert!(!file.exists(), "{out}");
+    // The engine did not answer, which cleanup says (exit 1).
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("could not be listed"), "{out}");
+    let deletes: Vec<_> = forge
+        .seen()
+        .into_iter()
+        .filter(|(m, ..)| m == "DELETE")
+        .collect();
+    assert_eq!(
+        deletes,
+        [(
+            "DELETE".to_owned(),
+            format!("/api/v1/repos/ops/infra/keys/{id}"),
+            true
+        )]
+    );
 }

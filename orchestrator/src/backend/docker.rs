@@ -24,7 +24,10 @@
 //! operator's state root: operators sharing an engine never see each
 //! other's bottles) and `bot-bottle.owner` (the launching process), so
 //! `cleanup` finds what a killed launch left, and a [`Teardown`] guard
-//! removes it on every exit path of [`Docker::launch`].
+//! removes it on every exit path of [`Docker::launch`]: at once on an
+//! error, and once the agent has stopped through a detached
+//! `bot-bottle reap` ([`Docker::remove_parts`]), so the agent's exit status
+//! does not wait for Docker's removals.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -105,44 +108,207 @@ impl Names {
     }
 }
 
-/// What has been created so far; removed on drop unless disarmed.
+/// What a bottle has on the engine and on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parts {
+    /// The bottle.
+    pub slug: String,
+    /// Its containers (agent, holder, bundle).
+    pub containers: Vec<String>,
+    /// Its networks, in creation order.
+    pub networks: Vec<String>,
+    /// Whether its state folder goes too (unless `commit` preserved it
+    /// meanwhile, or a deploy key it minted is still on the forge).
+    pub state: bool,
+}
+
+/// What a launch has created so far: removed when it drops (every early
+/// return and error), or handed to a detached `bot-bottle reap` once the
+/// agent's exit status is known ([`Teardown::hand_off`]).
 struct Teardown<'a> {
     docker: &'a Docker,
-    containers: Vec<String>,
-    networks: Vec<String>,
-    state: Option<(PathBuf, String)>,
+    parts: Parts,
 }
 
 impl Drop for Teardown<'_> {
     fn drop(&mut self) {
-        let mut timing = Timing::new();
-        // One command each: teardown is on every launch's critical path.
-        // The agent first (it holds the holder's namespace), then the
-        // others side by side.
-        let (agent, rest): (Vec<&String>, Vec<&String>) =
-            self.containers.iter().partition(|c| c.ends_with("-agent"));
-        for c in agent {
-            let _ = self.docker.quiet(&["rm", "-f", "-v", c]);
+        if self.parts.containers.is_empty() && self.parts.networks.is_empty() && !self.parts.state {
+            return;
         }
-        let docker = self.docker;
+        for failure in self.docker.remove_parts(&self.parts) {
+            eprintln!("warning: {failure}; `bot-bottle cleanup` removes it");
+        }
+    }
+}
+
+impl Teardown<'_> {
+    /// Removes the bottle without holding up the caller: a detached
+    /// `bot-bottle reap` (its own process group, only Docker's and
+    /// bot-bottle's variables in its environment) removes the parts and is
+    /// recorded as the bottle's owner meanwhile, so `cleanup` leaves it be
+    /// while it runs and finds whatever it could not remove once it is gone.
+    /// Everything of the bottle has stopped already. Falls back to removing
+    /// here when the reaper cannot start.
+    fn hand_off(mut self) {
+        let parts = std::mem::take(&mut self.parts);
+        if parts.containers.is_empty() && parts.networks.is_empty() && !parts.state {
+            return;
+        }
+        if std::env::var(env_vars::BOT_BOTTLE_WAIT_TEARDOWN).is_ok_and(|v| v == "1") {
+            self.parts = parts;
+            return;
+        }
+        match self.docker.spawn_reaper(&parts) {
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("warning: cannot hand the teardown off ({e:#}); removing the bottle now");
+                self.parts = parts;
+            }
+        }
+    }
+}
+
+impl Docker {
+    /// Removes a bottle's parts: the bundle side by side with the agent and
+    /// then its holder (the agent is in the holder's namespace), then the
+    /// networks side by side, then the state folder. Returns what could not
+    /// be removed; a missing part is not a failure.
+    #[must_use]
+    pub fn remove_parts(&self, parts: &Parts) -> Vec<String> {
+        let mut timing = Timing::new();
+        let mut failed = Vec::new();
+        let (chain, others): (Vec<&String>, Vec<&String>) = parts
+            .containers
+            .iter()
+            .partition(|c| c.ends_with("-agent") || c.ends_with("-net"));
+        let mut chain = chain;
+        // The agent before its holder.
+        chain.sort_by_key(|c| c.ends_with("-net"));
         std::thread::scope(|s| {
-            for c in rest {
-                s.spawn(move || docker.quiet(&["rm", "-f", "-v", c]));
+            let handles: Vec<_> = others
+                .iter()
+                .map(|c| (*c, s.spawn(|| self.remove_container(c))))
+                .collect();
+            for c in chain {
+                if !self.remove_container(c) {
+                    failed.push(format!("container {c} could not be removed"));
+                }
+            }
+            for (c, h) in handles {
+                if !h.join().unwrap_or(false) {
+                    failed.push(format!("container {c} could not be removed"));
+                }
             }
         });
         timing.mark("teardown: containers");
-        if !self.networks.is_empty() {
-            let mut args = vec!["network", "rm"];
-            args.extend(self.networks.iter().rev().map(String::as_str));
-            let _ = self.docker.quiet(&args);
-            timing.mark("teardown: networks");
-        }
-        if let Some((dir, slug)) = &self.state {
-            // `commit` may have marked the bottle preserved while it ran.
-            if !Meta::read(&self.docker.paths, slug).is_ok_and(|m| m.preserve) {
-                let _ = std::fs::remove_dir_all(dir);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .networks
+                .iter()
+                .map(|n| (n, s.spawn(|| self.remove_network(n))))
+                .collect();
+            for (n, h) in handles {
+                if !h.join().unwrap_or(false) {
+                    failed.push(format!("network {n} could not be removed"));
+                }
+            }
+        });
+        timing.mark("teardown: networks");
+        // What could not be removed keeps the state folder company (its
+        // CA and routes may still be mounted in a live bundle); `cleanup`
+        // offers them together.
+        if parts.state && failed.is_empty() {
+            let dir = super::state_dir(&self.paths, &parts.slug);
+            // `commit` may have marked the bottle preserved while it ran; a
+            // deploy key that could not be revoked keeps its record (and
+            // the folder) for `cleanup` to retry.
+            let preserved = Meta::read(&self.paths, &parts.slug).is_ok_and(|m| m.preserve);
+            let pending = crate::forge::pending_keys(&dir);
+            if pending > 0 {
+                failed.push(format!(
+                    "state {} is kept: it records {pending} deploy key(s) still on the forge",
+                    dir.display()
+                ));
+            } else if !preserved
+                && dir.exists()
+                && let Err(e) = std::fs::remove_dir_all(&dir)
+            {
+                failed.push(format!(
+                    "state {} could not be removed ({e})",
+                    dir.display()
+                ));
             }
         }
+        failed
+    }
+
+    /// `docker rm -f -v`; true when the container is gone.
+    fn remove_container(&self, name: &str) -> bool {
+        let out = self.cmd().args(["rm", "-f", "-v", name]).output();
+        match out {
+            Ok(o) if o.status.success() => true,
+            Ok(o) => String::from_utf8_lossy(&o.stderr).contains("No such container"),
+            Err(_) => false,
+        }
+    }
+
+    /// `docker network rm`; true when the network is gone.
+    fn remove_network(&self, name: &str) -> bool {
+        let out = self.cmd().args(["network", "rm", name]).output();
+        match out {
+            Ok(o) if o.status.success() => true,
+            Ok(o) => {
+                let err = String::from_utf8_lossy(&o.stderr);
+                err.contains("not found") || err.contains("No such network")
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Starts `bot-bottle reap` for `parts`, detached, and records it as
+    /// the bottle's owner.
+    fn spawn_reaper(&self, parts: &Parts) -> anyhow::Result<()> {
+        let exe = std::env::current_exe().context("cannot find the bot-bottle executable")?;
+        let mut c = Command::new(exe);
+        c.arg("reap").arg(&parts.slug);
+        for name in &parts.containers {
+            c.arg("--container").arg(name);
+        }
+        for name in &parts.networks {
+            c.arg("--network").arg(name);
+        }
+        if parts.state {
+            c.arg("--state");
+        }
+        // Nothing of the operator's environment but what reaching the same
+        // engine and state root takes (no host secret goes along).
+        c.env_clear();
+        for (k, v) in std::env::vars_os() {
+            let name = k.to_string_lossy();
+            if name.starts_with("DOCKER_")
+                || [
+                    env_vars::HOME,
+                    "PATH",
+                    "XDG_RUNTIME_DIR",
+                    env_vars::BOT_BOTTLE_DOCKER,
+                ]
+                .contains(&name.as_ref())
+            {
+                c.env(k, v);
+            }
+        }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let child = c.spawn().context("starting `bot-bottle reap`")?;
+        if let Ok(mut meta) = Meta::read(&self.paths, &parts.slug) {
+            // The child has not been waited for, so its /proc entry stays
+            // until this process exits even if it ended already.
+            meta.owner = Owner::of(child.id());
+            meta.write(&self.paths)?;
+        }
+        Ok(())
     }
 }
 
@@ -400,30 +566,84 @@ impl Docker {
         Ok(())
     }
 
+    /// Follows the bundle's output (`docker logs -f`, no polling) until
+    /// egress says it listens; an exit or 30 s without it is an error that
+    /// shows what the bundle printed.
     fn wait_ready(&self, container: &str) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = self.cmd().args(["logs", container]).output()?;
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            if text.contains("bb-egress listening") {
-                return Ok(());
-            }
-            let state = self
-                .output(&["inspect", "-f", "{{.State.Status}}", container])
-                .unwrap_or_default();
-            if state.trim() == "exited" || state.trim() == "dead" || Instant::now() > deadline {
-                bail!(
-                    "the bundle did not come up ({}):\n{}",
-                    state.trim(),
-                    text.trim()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        const READY: &str = "bb-egress listening";
+        let mut child = self
+            .cmd()
+            .args(["logs", "-f", container])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("following the bundle's output")?;
+        let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
+        let pipes: Vec<Box<dyn Read + Send>> = [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let readers = pipes.len();
+        for pipe in pipes {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(Some(line)).is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(None);
+            });
         }
+        drop(tx);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut text = String::new();
+        let mut ended = 0;
+        let ready = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Some(line)) => {
+                    let found = line.contains(READY);
+                    text.push_str(&line);
+                    text.push('\n');
+                    if found {
+                        break true;
+                    }
+                }
+                // Both pipes closed: the bundle exited (logs -f ends).
+                Ok(None) => {
+                    ended += 1;
+                    if ended == readers {
+                        break false;
+                    }
+                }
+                Err(_) => break false,
+            }
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        if ready {
+            return Ok(());
+        }
+        let state = self
+            .output(&["inspect", "-f", "{{.State.Status}}", container])
+            .unwrap_or_default();
+        bail!(
+            "the bundle did not come up ({}):\n{}",
+            state.trim(),
+            text.trim()
+        )
     }
 
     /// Reads one file out of a created container (`docker cp C:path -`).
@@ -874,10 +1094,24 @@ fn host_addresses() -> Vec<std::net::IpAddr> {
 }
 
 /// The agent's `/etc/hosts`: the bundle's names and its own.
-fn agent_hosts(bundle_ip: &str, slug: &str) -> String {
-    format!(
-        "127.0.0.1\tlocalhost {slug}\n::1\tlocalhost ip6-localhost ip6-loopback\n{bundle_ip}\tegress git-gate supervise\n"
-    )
+/// (`None`: not known yet, the file the agent is created with).
+fn agent_hosts(bundle_ip: Option<&str>, slug: &str) -> String {
+    let mut out =
+        format!("127.0.0.1\tlocalhost {slug}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if let Some(ip) = bundle_ip {
+        let _ = writeln!(out, "{ip}\tegress git-gate supervise");
+    }
+    out
+}
+
+/// A scoped thread's result; a panic is an error naming `what`.
+fn join<T>(
+    handle: std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>,
+    what: &str,
+) -> anyhow::Result<T> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("{what} panicked")))
 }
 
 /// The agent's `/etc/resolv.conf`: the holder's resolver, nothing else.
@@ -938,14 +1172,13 @@ impl Docker {
         Ok(ip.to_owned())
     }
 
-    /// Creates and starts the network holder of a bottle.
-    fn start_holder(
+    /// Creates the network holder of a bottle (started by the caller).
+    fn create_holder(
         &self,
         names: &Names,
         image: &str,
         labels: &[String],
         slug: &str,
-        dns: &str,
     ) -> anyhow::Result<()> {
         let mut c = self.cmd();
         c.args(["create", "--name", &names.net]);
@@ -958,9 +1191,11 @@ impl Docker {
         // still ask) forwards what it does not know to --dns, from inside
         // this namespace. A documentation address (RFC 5737 TEST-NET-2) has
         // no route there once the holder sealed it, so a forward fails at
-        // once; an on-link dead end would hold the namespace (and teardown)
-        // for Docker's 4 s forward timeout.
-        c.args(["--dns", dns]);
+        // once. An on-link dead end (the inhibited bridge's unassigned
+        // gateway) is worse: the forward waits out Docker's timeout, and
+        // dockerd holds the namespace, and the holder's removal, until it
+        // does (3 s of every launch's teardown).
+        c.args(["--dns", DEAD_END_DNS]);
         // What `bb-init hold` needs before it drops to nobody.
         c.args(["--cap-drop", "ALL"]);
         for cap in ["NET_ADMIN", "NET_BIND_SERVICE", "SETUID", "SETGID"] {
@@ -978,9 +1213,7 @@ impl Docker {
         if isolation_broken_for_tests() {
             c.arg("--keep-routes");
         }
-        run_quiet(c, "creating the network holder")?;
-        self.output(&["start", &names.net])?;
-        Ok(())
+        run_quiet(c, "creating the network holder")
     }
 
     /// Runs `bb-init probe` in the namespace of bottle `names`; returns
@@ -1042,17 +1275,30 @@ impl Docker {
 
     /// Waits for the agent to stop after a forwarded signal, killing it
     /// when the grace runs out.
-    fn wait_stopped(&self, agent: &str, deadline: Instant) {
+    /// Returns the agent's exit code once it stopped (`None`: unknown).
+    /// Kills it when `deadline` passes first.
+    fn wait_stopped(&self, agent: &str, deadline: Instant) -> Option<i32> {
+        let mut killed = false;
         loop {
-            let running = self
-                .output(&["inspect", "-f", "{{.State.Running}}", agent])
-                .is_ok_and(|s| s.trim() == "true");
-            if !running {
-                return;
+            let state = self
+                .output(&[
+                    "inspect",
+                    "-f",
+                    "{{.State.Running}} {{.State.ExitCode}}",
+                    agent,
+                ])
+                .ok()?;
+            let mut f = state.split_whitespace();
+            if f.next() != Some("true") {
+                return f.next().and_then(|c| c.parse().ok());
             }
             if Instant::now() > deadline {
-                let _ = self.quiet(&["kill", agent]);
-                return;
+                if !killed {
+                    killed = true;
+                    let _ = self.quiet(&["kill", agent]);
+                } else if Instant::now() > deadline + Duration::from_secs(5) {
+                    return None;
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -1083,20 +1329,23 @@ impl Docker {
         let names = Names::new(&slug);
         let owner = Owner::current().map(|o| o.to_string()).unwrap_or_default();
         let labels = self.labels(&slug, &owner);
-        let mut guard = Teardown {
+        let guard = Teardown {
             docker: self,
-            containers: vec![names.net.clone()],
-            networks: vec![names.internal.clone()],
-            state: None,
+            parts: Parts {
+                slug: slug.clone(),
+                containers: vec![names.net.clone()],
+                networks: vec![names.internal.clone()],
+                state: false,
+            },
         };
         let run = || -> anyhow::Result<(bool, Vec<String>)> {
             self.create_internal_network(&names.internal, &labels)?;
             let gw = self.gateway(&names.internal)?;
-            self.start_holder(&names, &image, &labels, &slug, DEAD_END_DNS)?;
+            self.create_holder(&names, &image, &labels, &slug)?;
+            self.output(&["start", &names.net])?;
             self.probe(&names, Some(&gw))
         };
         let result = run();
-        guard.containers.retain(|_| true);
         drop(guard);
         match result {
             Ok((ok, lines)) => Check {
@@ -1140,17 +1389,49 @@ impl Backend for Docker {
                 );
             }
         }
-        self.output(&["version", "--format", "{{.Server.Version}}"])
-            .context("the Docker engine does not answer (run `bot-bottle doctor`)")?;
+        // One question says that the engine answers and whether gVisor is
+        // registered.
+        let runsc = self
+            .output(&["info", "--format", "{{.ServerVersion}} {{json .Runtimes}}"])
+            .context("the Docker engine does not answer (run `bot-bottle doctor`)")?
+            .contains("\"runsc\"");
         let names = Names::new(&plan.slug);
+        // A bottle booted again (`resume`) right after its last run may
+        // still be being removed by that run's reaper: its names are taken
+        // until it is done.
+        let busy_until = Instant::now() + Duration::from_secs(30);
+        let mut said = false;
+        while let Some(other) = Meta::read(&self.paths, &plan.slug)
+            .ok()
+            .and_then(|m| m.owner)
+            .filter(Owner::alive)
+        {
+            if !said {
+                said = true;
+                eprintln!(
+                    "bottle {} is still owned by bot-bottle process {} (its last run being removed?); waiting up to 30 s",
+                    plan.slug, other.pid
+                );
+            }
+            if Instant::now() > busy_until {
+                bail!(
+                    "bottle {} is in use by bot-bottle process {} (`bot-bottle list active`)",
+                    plan.slug,
+                    other.pid
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let preserve =
             req.preserve_state || Meta::read(&self.paths, &plan.slug).is_ok_and(|m| m.preserve);
         let fresh_state = !plan.state.root.exists();
         let mut guard = Teardown {
             docker: self,
-            containers: Vec::new(),
-            networks: Vec::new(),
-            state: (fresh_state && !preserve).then(|| (plan.state.root.clone(), plan.slug.clone())),
+            parts: Parts {
+                slug: plan.slug.clone(),
+                state: fresh_state && !preserve,
+                ..Parts::default()
+            },
         };
 
         let owner = Owner::current();
@@ -1169,20 +1450,79 @@ impl Backend for Docker {
         });
         meta.owner.clone_from(&owner);
         meta.write(&self.paths)?;
-        Self::mint_ca(plan)?;
-        // Gitea deploy keys for the gate, minted now and revoked when this
-        // guard drops, on every exit path of this launch.
-        let _deploy_keys = crate::forge::DeployKeys::mint(
-            plan,
-            secrets,
-            std::env::var_os(env_vars::BOT_BOTTLE_UPSTREAM_CA)
-                .filter(|s| !s.is_empty())
-                .as_deref()
-                .map(Path::new),
-        )?;
-        timing.mark("state and CA");
-
-        let (bundle_image, daemons) = self.bundle_image(&plan.daemons)?;
+        let labels = self.labels(&plan.slug, &owner_label);
+        let given_egress = std::env::var(env_vars::BOT_BOTTLE_DOCKER_EGRESS_NETWORK)
+            .ok()
+            .filter(|s| !s.is_empty());
+        let egress_net = given_egress.clone().unwrap_or_else(|| names.egress.clone());
+        if given_egress.is_none() {
+            guard.parts.networks.push(names.egress.clone());
+        }
+        guard.parts.networks.push(names.internal.clone());
+        // Three independent preparations side by side: the CA and deploy
+        // keys, the images (found by content hash, or built), the networks
+        // (each a few hundred ms of bridge and iptables work in dockerd).
+        let (keys, images, egress_made, internal_made) = std::thread::scope(|s| {
+            let keys = s.spawn(|| -> anyhow::Result<crate::forge::DeployKeys> {
+                let mut timing = Timing::new();
+                Self::mint_ca(plan)?;
+                // Gitea deploy keys for the gate, minted now and recorded in
+                // the state folder; revoked when they drop, on every exit
+                // path of this launch (before the guard removes the
+                // folder), and by `cleanup` when this process was killed.
+                let keys = crate::forge::DeployKeys::mint(
+                    plan,
+                    secrets,
+                    std::env::var_os(env_vars::BOT_BOTTLE_UPSTREAM_CA)
+                        .filter(|s| !s.is_empty())
+                        .as_deref()
+                        .map(Path::new),
+                )?;
+                timing.mark("  CA and deploy keys");
+                Ok(keys)
+            });
+            let images = s.spawn(|| -> anyhow::Result<(String, Vec<Daemon>, String)> {
+                let mut timing = Timing::new();
+                let (bundle_image, daemons) = self.bundle_image(&plan.daemons)?;
+                let agent_image = match &req.image {
+                    Some(img) if self.image_exists(img) => img.clone(),
+                    Some(img) => {
+                        eprintln!(
+                            "warning: committed image {img} is gone; rebuilding from the provider's Dockerfile"
+                        );
+                        self.agent_image(plan)?
+                    }
+                    None => self.agent_image(plan)?,
+                };
+                timing.mark(&format!("  images {bundle_image} {agent_image}"));
+                Ok((bundle_image, daemons, agent_image))
+            });
+            let egress = s.spawn(|| -> anyhow::Result<()> {
+                if given_egress.is_none() {
+                    let mut args = vec!["network", "create"];
+                    for l in &labels {
+                        args.extend(["--label", l.as_str()]);
+                    }
+                    args.push(&names.egress);
+                    self.output(&args)?;
+                }
+                Ok(())
+            });
+            let mut timing = Timing::new();
+            let internal = self.create_internal_network(&names.internal, &labels);
+            timing.mark("  internal network");
+            (
+                join(keys, "minting the CA and deploy keys"),
+                join(images, "preparing the images"),
+                join(egress, "creating the egress network"),
+                internal,
+            )
+        });
+        let deploy_keys = keys?;
+        let (bundle_image, daemons, agent_image) = images?;
+        egress_made?;
+        internal_made?;
+        timing.mark("CA, images and networks");
         for d in &plan.daemons {
             if !daemons.contains(d) {
                 eprintln!(
@@ -1191,51 +1531,19 @@ impl Backend for Docker {
                 );
             }
         }
-        let agent_image = match &req.image {
-            Some(img) if self.image_exists(img) => img.clone(),
-            Some(img) => {
-                eprintln!(
-                    "warning: committed image {img} is gone; rebuilding from the provider's Dockerfile"
-                );
-                self.agent_image(plan)?
-            }
-            None => self.agent_image(plan)?,
-        };
-        timing.mark("images");
         if interrupted() != 0 {
-            eprintln!("interrupted before the bottle started; nothing is left");
+            eprintln!("interrupted before the bottle started; it was torn down");
             return Ok(interrupted_status(interrupted()));
         }
 
-        let labels = self.labels(&plan.slug, &owner_label);
-        let egress_net = if let Some(n) = std::env::var(env_vars::BOT_BOTTLE_DOCKER_EGRESS_NETWORK)
-            .ok()
-            .filter(|s| !s.is_empty())
-        {
-            n
-        } else {
-            guard.networks.push(names.egress.clone());
-            let mut args = vec!["network", "create"];
-            for l in &labels {
-                args.extend(["--label", l.as_str()]);
-            }
-            args.push(&names.egress);
-            self.output(&args)?;
-            names.egress.clone()
-        };
-        guard.networks.push(names.internal.clone());
-        self.create_internal_network(&names.internal, &labels)?;
-        let gateway = self.gateway(&names.internal)?;
-        timing.mark("networks");
-
         // The bundle: tokens by name on argv, values in docker's env.
-        let mut c = self.cmd();
-        c.args(["create", "--name", &names.bundle]);
+        let mut bundle = self.cmd();
+        bundle.args(["create", "--name", &names.bundle]);
         for l in &labels {
-            c.arg("--label").arg(l);
+            bundle.arg("--label").arg(l);
         }
-        c.args(["--label", &format!("{ROLE_LABEL}=bundle")]);
-        c.args([
+        bundle.args(["--label", &format!("{ROLE_LABEL}=bundle")]);
+        bundle.args([
             "--network",
             &egress_net,
             "--cap-drop",
@@ -1244,66 +1552,38 @@ impl Backend for Docker {
             "no-new-privileges",
             "--read-only",
         ]);
-        c.args(plan.limits.bundle.docker_args());
-        c.arg("-v").arg(format!(
+        bundle.args(plan.limits.bundle.docker_args());
+        bundle.arg("-v").arg(format!(
             "{}:/bb/config/routes.yaml:ro",
             plan.state.routes_file().display()
         ));
-        c.arg("-v")
+        bundle
+            .arg("-v")
             .arg(format!("{}:/bb/ca:ro", plan.state.ca_dir().display()));
-        c.arg("-v")
+        bundle
+            .arg("-v")
             .arg(format!("{}:/bb/queue", plan.state.queue_dir().display()));
         if let Some(ca) =
             std::env::var_os(env_vars::BOT_BOTTLE_UPSTREAM_CA).filter(|s| !s.is_empty())
         {
-            c.arg("-v").arg(format!(
+            bundle.arg("-v").arg(format!(
                 "{}:/bb/config/upstream-ca.pem:ro",
                 PathBuf::from(ca).display()
             ));
         }
         for (name, value) in &secrets.tokens {
-            c.arg("-e").arg(name);
-            c.env(name, value.expose());
+            bundle.arg("-e").arg(name);
+            bundle.env(name, value.expose());
         }
-        c.arg(&bundle_image);
-        c.args(daemons.iter().map(|d| d.name()));
-        guard.containers.push(names.bundle.clone());
-        run_quiet(c, "creating the bundle")?;
-        self.output(&[
-            "network",
-            "connect",
-            "--alias",
-            "egress",
-            "--alias",
-            "git-gate",
-            "--alias",
-            "supervise",
-            &names.internal,
-            &names.bundle,
-        ])?;
-        // The bundle and the holder do not depend on each other: started
-        // side by side (each `docker start` is a few hundred ms).
-        guard.containers.push(names.net.clone());
-        let (bundle_started, holder_started) = std::thread::scope(|s| {
-            let holder =
-                s.spawn(|| self.start_holder(&names, &bundle_image, &labels, &plan.slug, &gateway));
-            let bundle = self
-                .output(&["start", &names.bundle])
-                .and_then(|_| self.wait_ready(&names.bundle));
-            (
-                bundle,
-                holder
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("starting the holder panicked"))),
-            )
-        });
-        bundle_started?;
-        holder_started?;
-        timing.mark("bundle and holder up");
-        let bundle_ip = self.address(&names.bundle, &names.internal)?;
+        bundle.arg(&bundle_image);
+        bundle.args(daemons.iter().map(|d| d.name()));
+
+        // The agent's /etc/hosts names the bundle, whose address is known
+        // only once it runs; Docker mounts the file when the agent starts,
+        // so it is written in full before that.
         let hosts_file = plan.state.root.join("hosts");
         let resolv_file = plan.state.root.join("resolv.conf");
-        write_public(&hosts_file, &agent_hosts(&bundle_ip, &plan.slug))?;
+        write_public(&hosts_file, &agent_hosts(None, &plan.slug))?;
         write_public(&resolv_file, AGENT_RESOLV_CONF)?;
 
         // The agent, in the holder's namespace.
@@ -1315,12 +1595,12 @@ impl Backend for Docker {
         let Some((program, args)) = command.split_first() else {
             bail!("nothing to run in the agent")
         };
-        let mut c = self.cmd();
-        c.args(["create", "--name", &names.agent]);
+        let mut agent = self.cmd();
+        agent.args(["create", "--name", &names.agent]);
         for l in &labels {
-            c.arg("--label").arg(l);
+            agent.arg("--label").arg(l);
         }
-        c.args([
+        agent.args([
             "--label",
             &format!("{ROLE_LABEL}=agent"),
             "--label",
@@ -1328,46 +1608,90 @@ impl Backend for Docker {
             "--network",
             &format!("container:{}", names.net),
         ]);
-        c.args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]);
-        c.args(plan.limits.agent.docker_args());
-        c.arg("-v")
+        agent.args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]);
+        agent.args(plan.limits.agent.docker_args());
+        agent
+            .arg("-v")
             .arg(format!("{}:/etc/hosts:ro", hosts_file.display()));
-        c.arg("-v")
+        agent
+            .arg("-v")
             .arg(format!("{}:/etc/resolv.conf:ro", resolv_file.display()));
-        c.args(["-w", &plan.workdir, "--entrypoint", program]);
-        if self.has_runsc() {
-            c.args(["--runtime", "runsc"]);
+        agent.args(["-w", &plan.workdir, "--entrypoint", program]);
+        if runsc {
+            agent.args(["--runtime", "runsc"]);
         }
         if let Some(user) = &plan.user {
-            c.args(["-u", user]);
+            agent.args(["-u", user]);
         }
         let tty = req.tty;
-        c.arg("-i");
+        agent.arg("-i");
         if tty {
-            c.arg("-t");
+            agent.arg("-t");
         }
         for (name, value) in &secrets.agent_env {
-            c.arg("-e").arg(name);
-            c.env(name, value.expose());
+            agent.arg("-e").arg(name);
+            agent.env(name, value.expose());
         }
-        c.env("HOME", &plan.home);
-        c.arg("-e").arg("HOME");
-        c.arg(&agent_image).args(args);
-        // The probe runs in the namespace while the agent is created and
-        // provisioned; the agent starts only once it passed.
-        let (probed, created) = std::thread::scope(|s| {
-            let probe = s.spawn(|| self.probe(&names, Some(&gateway)));
-            guard.containers.push(names.agent.clone());
-            let created = run_quiet(c, "creating the agent")
-                .and_then(|()| self.provision(plan, &names.agent, plan.user.as_deref()));
+        agent.env("HOME", &plan.home);
+        agent.arg("-e").arg("HOME");
+        agent.arg(&agent_image).args(args);
+
+        // The holder is created first (the agent names it); then three
+        // independent chains run side by side, and the agent starts only
+        // once all are done and the probe passed:
+        // - the bundle: create, join the internal network, start, ready;
+        // - the holder: start (it seals the namespace), then the probe;
+        // - the agent: create and provision (no process runs in it yet).
+        guard.parts.containers.push(names.net.clone());
+        self.create_holder(&names, &bundle_image, &labels, &plan.slug)?;
+        guard.parts.containers.push(names.bundle.clone());
+        guard.parts.containers.push(names.agent.clone());
+        let (bundle_up, probed, created) = std::thread::scope(|s| {
+            let bundle_up = s.spawn(|| -> anyhow::Result<()> {
+                let mut timing = Timing::new();
+                run_quiet(bundle, "creating the bundle")?;
+                self.output(&[
+                    "network",
+                    "connect",
+                    "--alias",
+                    "egress",
+                    "--alias",
+                    "git-gate",
+                    "--alias",
+                    "supervise",
+                    &names.internal,
+                    &names.bundle,
+                ])?;
+                timing.mark("  bundle created and connected");
+                self.output(&["start", &names.bundle])?;
+                timing.mark("  bundle started");
+                self.wait_ready(&names.bundle)?;
+                timing.mark("  bundle ready");
+                let bundle_ip = self.address(&names.bundle, &names.internal)?;
+                write_public(&hosts_file, &agent_hosts(Some(&bundle_ip), &plan.slug))
+            });
+            let probed = s.spawn(|| -> anyhow::Result<(bool, Vec<String>)> {
+                let mut timing = Timing::new();
+                self.output(&["start", &names.net])?;
+                timing.mark("  holder started");
+                let gateway = self.gateway(&names.internal)?;
+                let probed = self.probe(&names, Some(&gateway));
+                timing.mark("  probe");
+                probed
+            });
+            let mut timing = Timing::new();
+            let created = run_quiet(agent, "creating the agent").and_then(|()| {
+                timing.mark("  agent created");
+                self.provision(plan, &names.agent, plan.user.as_deref())
+            });
+            timing.mark("  agent provisioned");
             (
-                probe
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the isolation probe panicked"))),
+                join(bundle_up, "starting the bundle"),
+                join(probed, "the isolation probe"),
                 created,
             )
         });
-        timing.mark("agent created and provisioned, probe");
+        timing.mark("bundle, holder and probe, agent created and provisioned");
         let (isolated, lines) = probed?;
         if !isolated {
             return Err(IsolationError {
@@ -1376,6 +1700,7 @@ impl Backend for Docker {
             }
             .into());
         }
+        bundle_up?;
         created?;
 
         if interrupted() != 0 {
@@ -1394,6 +1719,7 @@ impl Backend for Docker {
             c.process_group(0);
         }
         let mut child = c.spawn().context("attaching to the agent")?;
+        timing.mark("agent started");
         let mut forwarded: Option<Instant> = None;
         let mut killed = false;
         loop {
@@ -1412,29 +1738,33 @@ impl Backend for Docker {
                 killed = true;
                 let _ = self.quiet(&["kill", &names.agent]);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
         timing.mark("agent ran");
         let sig = interrupted();
         let code = if sig == 0 {
             // The attach can end before the container (a docker CLI that
             // died); the agent's own status is what counts.
-            self.wait_stopped(&names.agent, Instant::now() + STOP_GRACE);
-            self.output(&["inspect", "-f", "{{.State.ExitCode}}", &names.agent])
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
+            self.wait_stopped(&names.agent, Instant::now() + STOP_GRACE)
                 .unwrap_or(1)
         } else {
             if forwarded.is_none() {
                 let _ = self.quiet(&["kill", "--signal", signal_name(sig), &names.agent]);
             }
-            self.wait_stopped(
+            let _ = self.wait_stopped(
                 &names.agent,
                 forwarded.unwrap_or_else(Instant::now) + STOP_GRACE,
             );
             interrupted_status(sig)
         };
-        drop(guard);
+        timing.mark("exit status");
+        // Deploy keys are credentials: revoked here, before the exit status
+        // returns; a key that could not be revoked keeps its record (and the
+        // state folder) for `cleanup`.
+        drop(deploy_keys);
+        // The agent has stopped; the bundle and holder are removed (killed
+        // first) by a detached reaper while the status returns.
+        guard.hand_off();
         Ok(code)
     }
 
@@ -1550,10 +1880,21 @@ impl Backend for Docker {
         for kind in ["container", "network", "image", "state"] {
             for r in resources.iter().filter(|r| r.kind == kind) {
                 let ok = match kind {
-                    "container" => self.quiet(&["rm", "-f", "-v", &r.name]),
-                    "network" => self.quiet(&["network", "rm", &r.name]),
+                    "container" => self.remove_container(&r.name),
+                    "network" => self.remove_network(&r.name),
                     "image" => self.quiet(&["rmi", &r.name]),
-                    _ => std::fs::remove_dir_all(&r.name).is_ok(),
+                    _ => {
+                        let dir = Path::new(&r.name);
+                        let pending = crate::forge::pending_keys(dir);
+                        if pending > 0 {
+                            failed.push(format!(
+                                "state {} (it records {pending} deploy key(s) still on the forge)",
+                                r.name
+                            ));
+                            continue;
+                        }
+                        !dir.exists() || std::fs::remove_dir_all(dir).is_ok()
+                    }
                 };
                 if !ok {
                     failed.push(format!("{} {}", r.kind, r.name));

@@ -24,7 +24,12 @@ impl Owner {
     /// This process.
     #[must_use]
     pub fn current() -> Option<Self> {
-        let pid = std::process::id();
+        Self::of(std::process::id())
+    }
+
+    /// Process `pid`, while it exists (a child not yet waited for counts).
+    #[must_use]
+    pub fn of(pid: u32) -> Option<Self> {
         Some(Self {
             pid,
             start: start_time(pid)?,

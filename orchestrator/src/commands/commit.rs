@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
-    let backend = crate::backend::select(args.backend.as_deref(), paths)?;
+    let backend = super::select_backend(args.backend.as_deref(), paths)?;
     let slug = if let Some(s) = &args.slug {
         s.clone()
     } else {

@@ -6,7 +6,9 @@ use crate::backend::Check;
 use crate::manifest::Loader;
 use crate::paths::Paths;
 
-pub(super) fn run(paths: &Paths, backend: Option<&str>) -> ExitCode {
+pub(super) fn run(paths: &Paths, backend: Option<&str>) -> anyhow::Result<ExitCode> {
+    // An unknown backend is a usage error (64), like in every command.
+    let backend = super::select_backend(backend, paths)?;
     let mut checks = Vec::new();
     let config = paths.config_dir();
     checks.push(Check {
@@ -59,14 +61,7 @@ pub(super) fn run(paths: &Paths, backend: Option<&str>) -> ExitCode {
             detail: w,
         });
     }
-    match crate::backend::select(backend, paths) {
-        Ok(b) => checks.extend(b.doctor()),
-        Err(e) => checks.push(Check {
-            what: "backend".into(),
-            ok: false,
-            detail: e.to_string(),
-        }),
-    }
+    checks.extend(backend.doctor());
     let mut failed = false;
     for c in &checks {
         failed |= !c.ok;
@@ -77,9 +72,9 @@ pub(super) fn run(paths: &Paths, backend: Option<&str>) -> ExitCode {
             c.detail
         );
     }
-    if failed {
+    Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }

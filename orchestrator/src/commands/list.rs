@@ -49,7 +49,7 @@ pub(super) fn active(paths: &Paths, backend: Option<&str>) -> anyhow::Result<Exi
 
 /// Prints committed snapshots: slug, agent, image, preserved state.
 pub(super) fn snapshots(paths: &Paths, backend: Option<&str>) -> anyhow::Result<ExitCode> {
-    let backend = crate::backend::select(backend, paths)?;
+    let backend = super::select_backend(backend, paths)?;
     let snaps = backend.snapshots()?;
     if snaps.is_empty() {
         println!("no snapshots (`bot-bottle commit SLUG` makes one)");

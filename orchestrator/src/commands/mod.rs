@@ -7,6 +7,7 @@ mod edit;
 mod info;
 mod init;
 mod list;
+mod reap;
 mod resume;
 mod rm_snapshot;
 mod start;
@@ -140,6 +141,10 @@ pub enum Command {
     },
     /// Review proposals from bottles (the supervise TUI).
     Supervise,
+    /// Internal: removes a finished bottle's parts (started detached by
+    /// `start` and `resume`).
+    #[command(hide = true)]
+    Reap(reap::Args),
 }
 
 /// What `list` shows.
@@ -193,10 +198,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cleanup(args) => cleanup::run(&paths, &args),
         Command::Commit(args) => commit::run(&paths, &args),
         Command::RmSnapshot(args) => rm_snapshot::run(&paths, &args),
-        Command::Doctor { backend } => Ok(doctor::run(&paths, backend.as_deref())),
+        Command::Doctor { backend } => doctor::run(&paths, backend.as_deref()),
         Command::Info { name } => info::run(&paths, &name),
         Command::Init(args) => init::run(&paths, &args),
         Command::Edit { name } => edit::run(&paths, &name),
+        Command::Reap(args) => reap::run(&paths, args),
         Command::Supervise => {
             anyhow::bail!(
                 "the supervise TUI is not built yet (the supervise server and its queue come first); proposals wait in ~/.bot-bottle/state/<slug>/queue/"

@@ -24,6 +24,9 @@ pub struct Args {
 }
 
 pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
+    // A backend this build does not know is a usage error (64), before
+    // anything else is read.
+    let backend = super::select_backend(args.backend.as_deref(), paths)?;
     let meta = crate::backend::Meta::read(paths, &args.slug).with_context(|| {
         format!(
             "no resumable bottle `{}`: `bot-bottle commit {}` records one",
@@ -37,7 +40,6 @@ pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
         slug: Some(meta.slug.clone()),
     };
     let plan = super::start::plan_for(paths, &meta.agent, &opts)?;
-    let backend = crate::backend::select(args.backend.as_deref(), paths)?;
     eprint!("{plan}");
     eprintln!(
         "  resuming from image: {}",

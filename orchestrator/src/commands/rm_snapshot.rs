@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub(super) fn run(paths: &Paths, args: &Args) -> anyhow::Result<ExitCode> {
-    let backend = crate::backend::select(args.backend.as_deref(), paths)?;
+    let backend = super::select_backend(args.backend.as_deref(), paths)?;
     let mut resources = Vec::new();
     for slug in &args.slugs {
         resources.extend(backend.snapshot_resources(slug)?);
