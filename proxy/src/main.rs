@@ -66,9 +66,27 @@ struct RunArgs {
     /// Extra PEM roots to trust for upstream TLS (private CAs, tests).
     #[arg(long, value_name = "FILE")]
     upstream_ca: Option<PathBuf>,
-    /// Most concurrent client connections.
+    /// Most concurrent client connections, tunnels and WebSocket relays included;
+    /// more are answered 503.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
+    /// Seconds to open a TCP connection to an upstream (all its addresses).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    upstream_connect_timeout: u64,
+    /// Seconds for the TLS handshake with an upstream.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    upstream_tls_timeout: u64,
+    /// Seconds an upstream has to send its response head (504 after).
+    /// Generous by default: model APIs can take minutes to their first byte.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    upstream_response_timeout: u64,
+    /// Seconds a client connection may sit with no request in flight and no
+    /// byte moved before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    idle_timeout: u64,
+    /// Seconds a request body may go without sending anything (408 after).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    body_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -118,6 +136,12 @@ fn check(file: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A timeout flag; 0 is not "never" but the shortest wait (one second), so
+/// no flag can switch a deadline off.
+fn seconds(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n.max(1))
+}
+
 fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (Some(routes), Some(ca)) = (args.routes, args.ca) else {
         anyhow::bail!(
@@ -140,6 +164,11 @@ fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         upstream_ca: args.upstream_ca,
         limits: Limits {
             max_connections: args.max_connections,
+            upstream_connect_timeout: seconds(args.upstream_connect_timeout),
+            upstream_tls_timeout: seconds(args.upstream_tls_timeout),
+            upstream_response_timeout: seconds(args.upstream_response_timeout),
+            idle_timeout: seconds(args.idle_timeout),
+            body_timeout: seconds(args.body_timeout),
             ..Limits::default()
         },
     };

@@ -4,9 +4,18 @@
 //! One *generation* (policy + DLP engine + injected tokens) is live at a
 //! time; every request takes the generation current when it starts, so a
 //! `SIGHUP` reload swaps policies atomically without dropping connections.
+//!
+//! A client connection holds one of `max_connections` slots for its whole
+//! life, tunnels and WebSocket relays included; over the limit a new
+//! connection is answered 503 and closed. Every task runs on one
+//! `TaskTracker` and watches the shutdown token, so SIGTERM drains them all
+//! (up to the grace period).
 
 mod body;
+mod conn;
+mod error;
 mod pipeline;
+mod ssrf;
 mod upstream;
 
 use std::collections::HashMap;
@@ -19,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use crate::ca::{BottleCa, LeafCache};
 use crate::dlp::{DlpEngine, DlpError};
@@ -38,6 +48,18 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Time connections get to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// TCP connect to an upstream, across all of its addresses.
+    pub upstream_connect_timeout: Duration,
+    /// TLS handshake with an upstream, once TCP is up.
+    pub upstream_tls_timeout: Duration,
+    /// Time an upstream has to send its response head. Generous: model
+    /// APIs can think for minutes before their first byte.
+    pub upstream_response_timeout: Duration,
+    /// A client connection with no request in flight and no byte moved for
+    /// this long is closed (plain and bumped, HTTP/1.1 and h2).
+    pub idle_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -48,6 +70,11 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            upstream_connect_timeout: Duration::from_secs(10),
+            upstream_tls_timeout: Duration::from_secs(10),
+            upstream_response_timeout: Duration::from_mins(5),
+            idle_timeout: Duration::from_mins(2),
+            body_timeout: Duration::from_mins(1),
         }
     }
 }
@@ -87,10 +114,9 @@ pub enum ServerError {
         /// Every error in it.
         errors: ConfigErrors,
     },
-    /// A route's `token_env` is not set in the proxy's environment.
-    #[error(
-        "routes[{route}] (host {host:?}): token_env {var} is not set in bb-egress's environment"
-    )]
+    /// A route's `token_env` is not set in the proxy's environment, or
+    /// its value cannot be sent as an `Authorization` header.
+    #[error("routes[{route}] (host {host:?}): token_env {var} {problem}")]
     MissingToken {
         /// Route index.
         route: usize,
@@ -98,6 +124,8 @@ pub enum ServerError {
         host: String,
         /// The variable.
         var: String,
+        /// What is wrong with it (never the value).
+        problem: &'static str,
     },
     /// A secret could not be registered with `known_secrets`.
     #[error(transparent)]
@@ -147,11 +175,25 @@ impl Generation {
         let mut tokens = HashMap::new();
         for (i, route) in policy.config().routes.iter().enumerate() {
             if let Some(auth) = route.auth() {
-                let value = env(auth.token_env).ok_or_else(|| ServerError::MissingToken {
+                let missing = |problem| ServerError::MissingToken {
                     route: i,
                     host: route.host.clone(),
                     var: auth.token_env.to_owned(),
-                })?;
+                    problem,
+                };
+                let value = env(auth.token_env)
+                    .ok_or_else(|| missing("is not set in bb-egress's environment"))?;
+                if value.trim().is_empty() {
+                    return Err(missing("is empty in bb-egress's environment"));
+                }
+                // Checked here, so a request never finds it unusable.
+                let header = format!("{} {value}", auth.scheme.as_str());
+                if http::HeaderValue::from_str(&header).is_err() {
+                    return Err(missing(
+                        "holds characters an Authorization header cannot carry \
+                         (a newline or control character?)",
+                    ));
+                }
                 tokens.insert(auth.token_env.to_owned(), Redacted::new(value));
             }
         }
@@ -201,6 +243,13 @@ pub(crate) struct Shared {
     pub(crate) leaves: LeafCache,
     pub(crate) client: upstream::Client,
     pub(crate) limits: Limits,
+    /// Every connection, tunnel and relay task.
+    pub(crate) tasks: TaskTracker,
+    /// The bumped side's TLS settings, built once; each CONNECT clones it
+    /// with its host's leaf.
+    pub(crate) tls: Arc<rustls::ServerConfig>,
+    /// Cancelled at shutdown.
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl Shared {
@@ -245,10 +294,21 @@ impl Server {
     /// Loads everything and binds; configuration errors surface here,
     /// before the listener accepts anything.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
-        let generation = Generation::load(&config.routes, &process_env, &extra_env_secrets())?;
+        let generation = load_off_runtime(config.routes.clone()).await?;
         let ca = Arc::new(BottleCa::load(&config.ca_dir)?);
         let leaves = LeafCache::new(ca, 1024, Duration::from_hours(24));
-        let client = upstream::Client::new(config.upstream_ca.as_deref())?;
+        let local = tokio::task::spawn_blocking(ssrf::LocalAddrs::load)
+            .await
+            .map_err(|e| ServerError::Roots(format!("listing interfaces: {e}")))?;
+        let client = upstream::Client::new(
+            config.upstream_ca.as_deref(),
+            upstream::Deadlines {
+                connect: config.limits.upstream_connect_timeout,
+                tls: config.limits.upstream_tls_timeout,
+            },
+            &Arc::new(local),
+        )?;
+        let tls = pipeline::bump_tls_config().map_err(|e| ServerError::Roots(e.to_string()))?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -265,9 +325,11 @@ impl Server {
             leaves,
             client,
             limits: config.limits.clone(),
+            tasks: TaskTracker::new(),
+            tls,
+            shutdown: CancellationToken::new(),
         });
-        client_resolver_policy(&shared);
-        let shutdown = CancellationToken::new();
+        let shutdown = shared.shutdown.clone();
         let done = tokio::spawn(accept_loop(listener, Arc::clone(&shared), shutdown.clone()));
         tracing::info!(%addr, routes = %config.routes.display(), "bb-egress listening");
         Ok(Self {
@@ -287,8 +349,12 @@ impl Server {
 
     /// Re-reads the routes file and the environment's secrets. On error the
     /// running generation stays and the error is returned.
-    pub fn reload(&self) -> Result<(), ServerError> {
-        match Generation::load(&self.routes, &process_env, &extra_env_secrets()) {
+    ///
+    /// The file is read and the automata built on the blocking pool, never
+    /// on the runtime. Cancel-safe: dropping it before it finishes leaves
+    /// the running generation in place.
+    pub async fn reload(&self) -> Result<(), ServerError> {
+        match load_off_runtime(self.routes.clone()).await {
             Ok(g) => {
                 let n = g.policy.config().routes.len();
                 self.shared.swap(g);
@@ -322,7 +388,7 @@ impl Server {
         let mut int = signal(SignalKind::interrupt())?;
         loop {
             tokio::select! {
-                _ = hup.recv() => { let _ = self.reload(); }
+                _ = hup.recv() => { let _ = self.reload().await; }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
@@ -333,28 +399,30 @@ impl Server {
     }
 }
 
-/// The upstream connector asks the live policy whether a host may resolve
-/// to private addresses.
-fn client_resolver_policy(shared: &Arc<Shared>) {
-    let weak = Arc::downgrade(shared);
-    shared.client.set_policy(Box::new(move |host: &str| {
-        weak.upgrade().is_some_and(|s| {
-            s.current()
-                .policy
-                .route(host)
-                .is_some_and(|r| r.allow_private)
+/// Loads a generation on the blocking pool (file I/O, regex and automata
+/// builds).
+async fn load_off_runtime(routes: PathBuf) -> Result<Generation, ServerError> {
+    tokio::task::spawn_blocking(move || {
+        Generation::load(&routes, &process_env, &extra_env_secrets())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(ServerError::ReadRoutes {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
         })
-    }));
+    })
 }
 
+/// The answer to a connection over `max_connections`.
+const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
+content-type: text/plain; charset=utf-8\r\ncontent-length: 51\r\n\r\n\
+bb-egress: too many connections; retry in a moment\n";
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let tracker = TaskTracker::new();
+    let tracker = shared.tasks.clone();
     let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
     loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             a = listener.accept() => a,
@@ -367,13 +435,25 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
                 continue;
             }
         };
+        // Refused at once rather than queued: a queue would hold the
+        // client (and a kernel buffer) for as long as a tunnel lives.
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            let _ = stream.try_write(TOO_MANY);
+            // Debug: a flood must not become a log flood.
+            tracing::debug!(%peer, limit = shared.limits.max_connections, "connection refused: too many connections");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let shared = Arc::clone(&shared);
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            pipeline::serve_client(stream, peer, shared, shutdown).await;
-            drop(permit);
-        });
+        let span = tracing::info_span!("conn", %peer);
+        tracker.spawn(
+            pipeline::serve_client(
+                stream,
+                Arc::new(permit),
+                Arc::clone(&shared),
+                shutdown.clone(),
+            )
+            .instrument(span),
+        );
     }
     tracker.close();
     let grace = shared.limits.shutdown_grace;

@@ -6,7 +6,6 @@
 //! bumped with a leaf for that host and served as HTTP/1.1 or h2 (ALPN).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -17,10 +16,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::Shared;
 use super::body::{HitSlot, ScannedBody};
+use super::conn::{Activity, Progress, Watched};
+use super::error::{ClientError, ProxyError, UpstreamError, rescue, text};
 use super::upstream::{BoxError, ProxyBody};
 use crate::dlp::{DetectorSet, Hit, StreamScanner};
 use crate::policy::{self, Block, BlockReason, Decision, Forward, LogLevel, Via};
@@ -31,18 +34,22 @@ use crate::policy::{self, Block, BlockReason, Decision, Forward, LogLevel, Via};
 const HOLD_LIMIT: usize = 256 * 1024;
 
 /// A body read through a scanner up to [`HOLD_LIMIT`].
-enum Held {
+enum Held<B> {
     /// The whole body, scanned and clean.
     Whole(Vec<u8>),
     /// The cleared start of a larger body, and the rest still to stream.
-    Partial(Box<(Vec<u8>, StreamScanner, Incoming)>),
+    Partial(Box<(Vec<u8>, StreamScanner, B)>),
     /// The scanner fired.
     Hit(Hit),
     /// Reading the body failed.
-    Failed(hyper::Error),
+    Failed(BoxError),
 }
 
-async fn hold(mut body: Incoming, mut scanner: StreamScanner, length: Option<u64>) -> Held {
+async fn hold<B>(mut body: B, mut scanner: StreamScanner, length: Option<u64>) -> Held<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     // Sized once from Content-Length: doubling a 64 KiB body's buffer held
     // twice its size per connection.
     let capacity = length.map_or(0, |n| {
@@ -59,7 +66,7 @@ async fn hold(mut body: Incoming, mut scanner: StreamScanner, length: Option<u64
                     Err(hit) => Held::Hit(hit),
                 };
             }
-            Some(Err(e)) => return Held::Failed(e),
+            Some(Err(e)) => return Held::Failed(e.into()),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data()
                     && let Err(hit) = scanner.feed(&data, &mut cleared)
@@ -80,7 +87,7 @@ impl policy::Headers for HeaderMap {
     }
 }
 
-fn full(body: impl Into<Bytes>) -> ProxyBody {
+pub(super) fn full(body: impl Into<Bytes>) -> ProxyBody {
     Full::new(body.into())
         .map_err(|never: Infallible| match never {})
         .boxed_unsync()
@@ -92,100 +99,119 @@ fn empty() -> ProxyBody {
         .boxed_unsync()
 }
 
-fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut r = Response::new(full(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-/// Where a request goes.
+/// Where a request goes, and the connection slot its tunnel holds.
 #[derive(Debug, Clone)]
 struct Target {
     via: Via,
     host: String,
     port: u16,
+    /// The client connection's slot: held by every task the connection
+    /// spawns (tunnel, WebSocket relay), released when the last ends.
+    permit: Arc<OwnedSemaphorePermit>,
 }
 
-/// Serves one client TCP connection until it closes or shutdown.
+/// Serves one client TCP connection until it closes, idles out or shutdown.
 pub(crate) async fn serve_client(
     stream: TcpStream,
-    peer: SocketAddr,
+    permit: Arc<OwnedSemaphorePermit>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
+    let activity = Activity::new();
     let svc_shared = Arc::clone(&shared);
     let svc_shutdown = shutdown.clone();
+    let svc_activity = Arc::clone(&activity);
     let svc = service_fn(move |req| {
         let shared = Arc::clone(&svc_shared);
         let shutdown = svc_shutdown.clone();
-        async move { Ok::<_, Infallible>(front(req, shared, shutdown).await) }
+        let permit = Arc::clone(&permit);
+        let busy = svc_activity.busy();
+        async move {
+            let r = front(req, permit, shared, shutdown).await;
+            drop(busy);
+            Ok::<_, Infallible>(r)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(shared.limits.header_timeout)
         .max_buf_size(shared.limits.max_header_bytes.max(8192));
+    let io = Watched::new(stream, Arc::clone(&activity));
     let conn = builder
-        .serve_connection(TokioIo::new(stream), svc)
+        .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                tracing::debug!(error = %e, "client connection ended with an error");
             }
+            return;
         }
-        () = shutdown.cancelled() => {
+        () = shutdown.cancelled() => {}
+        () = activity.idle(shared.limits.idle_timeout) => {
+            tracing::debug!("idle client connection closed");
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            let _ = tokio::time::timeout(IDLE_CLOSE, conn).await;
+            return;
         }
     }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
+
+/// How long an idle connection's graceful close may take: nothing is in
+/// flight, and an h2 peer that never acknowledges the GOAWAY's PING must
+/// not keep it open.
+const IDLE_CLOSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A request on the client connection: CONNECT, plain HTTP, or a mistake.
 async fn front(
     req: Request<Incoming>,
+    permit: Arc<OwnedSemaphorePermit>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
-        return connect(req, shared, shutdown);
+        let g = shared.current();
+        return connect(req, permit, shared, shutdown)
+            .unwrap_or_else(|e| rescue(e, &g, "CONNECT", ""));
     }
     let uri = req.uri().clone();
+    let unusable = |why| {
+        let g = shared.current();
+        rescue(
+            ProxyError::Client(ClientError::Unusable(why)),
+            &g,
+            req.method().as_str(),
+            uri.path(),
+        )
+    };
     match (uri.scheme_str(), uri.host()) {
         (Some("http"), Some(host)) => {
             let target = Target {
                 via: Via::PlainHttp,
                 host: host.to_ascii_lowercase(),
                 port: uri.port_u16().unwrap_or(80),
+                permit,
             };
             handle(req, target, &shared).await
         }
-        (Some(_), Some(_)) => text(
-            StatusCode::BAD_REQUEST,
-            "bb-egress: use CONNECT for https:// URLs\n".into(),
-        ),
-        _ => text(
-            StatusCode::BAD_REQUEST,
-            "bb-egress is a forward proxy: send absolute-form requests or CONNECT\n".into(),
-        ),
+        (Some(_), Some(_)) => unusable("use CONNECT for https:// URLs"),
+        _ => unusable("bb-egress is a forward proxy: send absolute-form requests or CONNECT"),
     }
 }
 
 fn connect(
     req: Request<Incoming>,
+    permit: Arc<OwnedSemaphorePermit>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-) -> Response<ProxyBody> {
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let needs = ProxyError::Client(ClientError::Unusable("CONNECT needs host:port"));
     let Some(authority) = req.uri().authority().cloned() else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "bb-egress: CONNECT needs host:port\n".into(),
-        );
+        return Err(needs);
     };
     let host = authority
         .host()
@@ -193,16 +219,13 @@ fn connect(
         .trim_end_matches(']')
         .to_ascii_lowercase();
     let Some(port) = authority.port_u16() else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "bb-egress: CONNECT needs host:port\n".into(),
-        );
+        return Err(needs);
     };
     let generation = shared.current();
-    if let Err(block) = generation.policy.check_connect(&host, port) {
-        log_block(&generation, &block, "CONNECT", "");
-        return text(StatusCode::FORBIDDEN, block.agent_message());
-    }
+    generation
+        .policy
+        .check_connect(&host, port)
+        .map_err(ProxyError::Policy)?;
     // Minted only now: a host the policy refuses never gets a certificate.
     let before = shared.leaves.minted();
     let leaf = match shared.leaves.get(&host) {
@@ -214,24 +237,53 @@ fn connect(
         }
         Err(e) => {
             tracing::error!(%host, error = %e, "minting a leaf certificate failed");
-            return text(
-                StatusCode::BAD_GATEWAY,
-                "bb-egress: could not mint a certificate\n".into(),
-            );
+            return Err(ProxyError::Internal("could not mint a certificate"));
         }
     };
+    let span = tracing::info_span!("tunnel", %host, port);
     let target = Target {
         via: Via::Connect,
         host,
         port,
+        permit,
     };
-    tokio::spawn(async move {
-        match hyper::upgrade::on(req).await {
-            Ok(upgraded) => bump(upgraded, target, leaf, shared, shutdown).await,
-            Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+    let tasks = shared.tasks.clone();
+    tasks.spawn(
+        async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => bump(upgraded, target, leaf, shared, shutdown).await,
+                Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+            }
         }
-    });
-    Response::new(empty())
+        .instrument(span),
+    );
+    Ok(Response::new(empty()))
+}
+
+/// The bumped side's TLS settings without a certificate: built once at
+/// start (provider and protocol versions checked once), cloned per tunnel.
+pub(super) fn bump_tls_config() -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let mut c = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(NoCert));
+    c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(c))
+}
+
+/// The template's resolver: replaced in every tunnel's copy.
+#[derive(Debug)]
+struct NoCert;
+
+impl rustls::server::ResolvesServerCert for NoCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -253,23 +305,8 @@ async fn bump(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    let config = match rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    {
-        Ok(b) => {
-            let mut c = b
-                .with_no_client_auth()
-                .with_cert_resolver(Arc::new(FixedCert(leaf)));
-            c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-            c
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "TLS configuration failed");
-            return;
-        }
-    };
+    let mut config = (*shared.tls).clone();
+    config.cert_resolver = Arc::new(FixedCert(leaf));
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let handshake = acceptor.accept(TokioIo::new(upgraded));
     let tls = match tokio::time::timeout(shared.limits.handshake_timeout, handshake).await {
@@ -283,11 +320,18 @@ async fn bump(
             return;
         }
     };
+    let activity = Activity::new();
     let svc_shared = Arc::clone(&shared);
+    let svc_activity = Arc::clone(&activity);
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&svc_shared);
         let target = target.clone();
-        async move { Ok::<_, Infallible>(handle(req, target, &shared).await) }
+        let busy = svc_activity.busy();
+        async move {
+            let r = handle(req, target, &shared).await;
+            drop(busy);
+            Ok::<_, Infallible>(r)
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -295,19 +339,26 @@ async fn bump(
         .timer(TokioTimer::new())
         .header_read_timeout(shared.limits.header_timeout)
         .max_buf_size(shared.limits.max_header_bytes.max(8192));
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+    let io = Watched::new(tls, Arc::clone(&activity));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "bumped connection ended with an error");
             }
+            return;
         }
-        () = shutdown.cancelled() => {
+        () = shutdown.cancelled() => {}
+        () = activity.idle(shared.limits.idle_timeout) => {
+            tracing::debug!("idle bumped connection closed");
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            let _ = tokio::time::timeout(IDLE_CLOSE, conn).await;
+            return;
         }
     }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 /// Headers never forwarded in either direction (hop-by-hop, RFC 9110 §7.6.1,
@@ -354,7 +405,7 @@ fn loggable_path(generation: &super::Generation, path: &str) -> String {
     }
 }
 
-fn log_block(generation: &super::Generation, block: &Block, method: &str, path: &str) {
+pub(super) fn log_block(generation: &super::Generation, block: &Block, method: &str, path: &str) {
     if generation.policy.config().log >= LogLevel::Blocked {
         let path = loggable_path(generation, path);
         if let BlockReason::Dlp(hit) = &block.reason {
@@ -387,17 +438,39 @@ fn blocked(
     text(StatusCode::FORBIDDEN, block.agent_message())
 }
 
+/// One request: the pipeline, and [`rescue`] for whatever stopped it.
+async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Response<ProxyBody> {
+    // The generation current now decides everything about this request,
+    // the upstream stack (`allow_private`) included.
+    let generation = shared.current();
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    match pipeline(req, &target, shared, &generation, &method, &path).await {
+        Ok(r) => r,
+        Err(e) => rescue(e, &generation, &method, &path),
+    }
+}
+
 /// The SPEC §3 pipeline for one request.
 #[allow(
     clippy::too_many_lines,
     reason = "the pipeline reads best as one sequence of steps"
 )]
-async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Response<ProxyBody> {
-    let generation = shared.current();
-    let method = req.method().as_str().to_owned();
-    let path = req.uri().path().to_owned();
+async fn pipeline(
+    req: Request<Incoming>,
+    target: &Target,
+    shared: &Shared,
+    generation: &Arc<super::Generation>,
+    method: &str,
+    path: &str,
+) -> Result<Response<ProxyBody>, ProxyError> {
     let query = req.uri().query().map(str::to_owned);
-    let refuse = |reason| blocked(&generation, &target.host, reason, &method, &path);
+    let refuse = |reason| {
+        Err(ProxyError::Policy(Block {
+            host: target.host.clone(),
+            reason,
+        }))
+    };
 
     // Inside a tunnel, the request must be for the tunnel's host.
     if target.via == Via::Connect {
@@ -421,8 +494,8 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
         via: target.via,
         host: &target.host,
         port: target.port,
-        method: &method,
-        path: &path,
+        method,
+        path,
         query: query.as_deref(),
         headers: req.headers(),
     });
@@ -433,12 +506,9 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            return r;
+            return Ok(r);
         }
-        Decision::Block(b) => {
-            log_block(&generation, &b, &method, &path);
-            return text(StatusCode::FORBIDDEN, b.agent_message());
-        }
+        Decision::Block(b) => return Err(ProxyError::Policy(b)),
         Decision::Forward(f) => f,
     };
     let injects = forward.auth().is_some();
@@ -448,7 +518,7 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
     if !forward.outbound.is_empty() {
         let url = match &query {
             Some(q) => format!("{path}?{q}"),
-            None => path.clone(),
+            None => path.to_owned(),
         };
         let mut hit: Option<Hit> = generation.engine.scan(forward.outbound, url.as_bytes());
         if hit.is_none() {
@@ -479,21 +549,15 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
     }
 
     if is_websocket(&req) {
-        return websocket(req, &target, &forward, &generation, shared, &method, &path).await;
+        return websocket(req, target, &forward, generation, shared, method, path).await;
     }
 
     // Build the upstream request.
     let (parts, body) = req.into_parts();
-    let Some(uri) = upstream_uri(&target, &parts.uri) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "bb-egress: unusable request target\n".into(),
-        );
-    };
+    let body = Progress::new(body, shared.limits.body_timeout);
+    let uri = upstream_uri(target, &parts.uri).ok_or(UNUSABLE_TARGET)?;
     let mut headers = parts.headers;
-    if let Err(refusal) = prepare_headers(&mut headers, &forward, &generation) {
-        return *refusal;
-    }
+    prepare_headers(&mut headers, &forward, generation)?;
     if !forward.inbound.is_empty() {
         // Responses must arrive readable for inbound DLP.
         headers.insert(
@@ -507,7 +571,7 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
         .and_then(|v| v.parse::<u64>().ok());
     let slot: HitSlot = Arc::new(Mutex::new(None));
     let up_body: ProxyBody = if forward.outbound.is_empty() {
-        body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()
+        body.boxed_unsync()
     } else {
         match hold(
             body,
@@ -528,10 +592,10 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
                 return refuse(BlockReason::Dlp(hit));
             }
             Held::Failed(e) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!("bb-egress: reading the request body failed: {e}\n"),
-                );
+                return Err(match e.downcast_ref::<super::error::BodyTimeout>() {
+                    Some(t) => ProxyError::Client(ClientError::BodyTimeout(t.0)),
+                    None => ProxyError::Client(ClientError::Body(e.to_string())),
+                });
             }
         }
     };
@@ -541,14 +605,22 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
     *up.version_mut() = Version::HTTP_11;
     *up.headers_mut() = headers;
 
-    let response = match shared.client.request(up).await {
-        Ok(r) => r,
-        Err(e) => {
+    let after = shared.limits.upstream_response_timeout;
+    let sent = shared.client.request(forward.route.allow_private, up);
+    let response = match tokio::time::timeout(after, sent).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             let hit = slot.lock().ok().and_then(|mut s| s.take());
             if let Some(hit) = hit {
                 return refuse(BlockReason::Dlp(hit));
             }
-            return upstream_failed(&target.host, &e);
+            return Err(ProxyError::upstream(&target.host, &e));
+        }
+        Err(_) => {
+            return Err(ProxyError::Upstream(UpstreamError::NoResponse {
+                host: target.host.clone(),
+                after,
+            }));
         }
     };
     if generation.policy.config().log >= LogLevel::All {
@@ -557,8 +629,11 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
             action = "forward", status = response.status().as_u16(), "request forwarded"
         );
     }
-    inbound(response, &forward, &generation, &target, &method, &path).await
+    Ok(inbound(response, &forward, generation, target, method, path).await)
 }
+
+const UNUSABLE_TARGET: ProxyError =
+    ProxyError::Client(ClientError::Unusable("unusable request target"));
 
 /// The upstream URI: the tunnel's (or absolute-form request's) host and
 /// port, the request's path and query.
@@ -588,7 +663,7 @@ fn prepare_headers(
     headers: &mut HeaderMap,
     forward: &Forward<'_>,
     generation: &super::Generation,
-) -> Result<(), Box<Response<ProxyBody>>> {
+) -> Result<(), ProxyError> {
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
     headers.remove(header::AUTHORIZATION);
@@ -596,11 +671,12 @@ fn prepare_headers(
         let value = generation.token(auth.token_env).and_then(|t| {
             HeaderValue::from_str(&format!("{} {}", auth.scheme.as_str(), t.expose())).ok()
         });
+        // `Generation::load` refuses a token that is unset or not a header
+        // value, so this is a bug if it happens.
         let Some(mut value) = value else {
-            return Err(Box::new(text(
-                StatusCode::BAD_GATEWAY,
-                "bb-egress: the route's token is missing or not a valid header value\n".into(),
-            )));
+            return Err(ProxyError::Internal(
+                "the route's token is missing or not a valid header value",
+            ));
         };
         value.set_sensitive(true);
         headers.insert(header::AUTHORIZATION, value);
@@ -686,19 +762,12 @@ async fn websocket(
     shared: &Shared,
     method: &str,
     path: &str,
-) -> Response<ProxyBody> {
+) -> Result<Response<ProxyBody>, ProxyError> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _body) = req.into_parts();
-    let Some(uri) = upstream_uri(target, &parts.uri) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "bb-egress: unusable request target\n".into(),
-        );
-    };
+    let uri = upstream_uri(target, &parts.uri).ok_or(UNUSABLE_TARGET)?;
     let mut headers = parts.headers;
-    if let Err(refusal) = prepare_headers(&mut headers, forward, generation) {
-        return *refusal;
-    }
+    prepare_headers(&mut headers, forward, generation)?;
     // Extensions (permessage-deflate) would make frames unreadable to DLP.
     headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -708,12 +777,20 @@ async fn websocket(
     *up.uri_mut() = uri;
     *up.version_mut() = Version::HTTP_11;
     *up.headers_mut() = headers;
-    let mut response = match shared.client.request_http1(up).await {
-        Ok(r) => r,
-        Err(e) => return upstream_failed(&target.host, &e),
+    let after = shared.limits.upstream_response_timeout;
+    let sent = shared.client.request_http1(forward.route.allow_private, up);
+    let mut response = match tokio::time::timeout(after, sent).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(ProxyError::upstream(&target.host, &e)),
+        Err(_) => {
+            return Err(ProxyError::Upstream(UpstreamError::NoResponse {
+                host: target.host.clone(),
+                after,
+            }));
+        }
     };
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return inbound(response, forward, generation, target, method, path).await;
+        return Ok(inbound(response, forward, generation, target, method, path).await);
     }
     let upstream_upgrade = hyper::upgrade::on(&mut response);
     let mut out = Response::new(empty());
@@ -732,65 +809,56 @@ async fn websocket(
     let (outbound_set, inbound_set) = (forward.outbound, forward.inbound);
     let host = target.host.clone();
     let path = path.to_owned();
-    tokio::spawn(async move {
-        let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) else {
-            return;
-        };
-        let (client_r, client_w) = tokio::io::split(TokioIo::new(client));
-        let (up_r, up_w) = tokio::io::split(TokioIo::new(upstream));
-        let engine = &generation.engine;
-        let to_upstream = relay(
-            client_r,
-            up_w,
-            crate::ws::FrameDecoder::new(true, WS_MAX_MESSAGE),
-            engine,
-            outbound_set,
-        );
-        let to_client = relay(
-            up_r,
-            client_w,
-            crate::ws::FrameDecoder::new(false, WS_MAX_MESSAGE),
-            engine,
-            inbound_set,
-        );
-        let ended = tokio::select! { r = to_upstream => r, r = to_client => r };
-        match ended {
-            Err(RelayEnd::Hit(hit)) => {
-                let block = Block {
-                    host,
-                    reason: BlockReason::Dlp(hit),
-                };
-                log_block(&generation, &block, "WEBSOCKET", &path);
+    // The relay keeps the client connection's slot, is tracked, and ends
+    // at shutdown like every other task.
+    let permit = Arc::clone(&target.permit);
+    let shutdown = shared.shutdown.clone();
+    shared.tasks.spawn(
+        async move {
+            let _permit = permit;
+            let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) else {
+                return;
+            };
+            let (client_r, client_w) = tokio::io::split(TokioIo::new(client));
+            let (up_r, up_w) = tokio::io::split(TokioIo::new(upstream));
+            let engine = &generation.engine;
+            let to_upstream = relay(
+                client_r,
+                up_w,
+                crate::ws::FrameDecoder::new(true, WS_MAX_MESSAGE),
+                engine,
+                outbound_set,
+            );
+            let to_client = relay(
+                up_r,
+                client_w,
+                crate::ws::FrameDecoder::new(false, WS_MAX_MESSAGE),
+                engine,
+                inbound_set,
+            );
+            let ended = tokio::select! {
+                r = to_upstream => r,
+                r = to_client => r,
+                () = shutdown.cancelled() => Ok(()),
+            };
+            match ended {
+                Err(RelayEnd::Hit(hit)) => {
+                    let block = Block {
+                        host,
+                        reason: BlockReason::Dlp(hit),
+                    };
+                    log_block(&generation, &block, "WEBSOCKET", &path);
+                }
+                Err(RelayEnd::Protocol(e)) => {
+                    tracing::info!(%host, error = %e, "WebSocket closed: protocol error");
+                }
+                Err(RelayEnd::Io(e)) => tracing::debug!(%host, error = %e, "WebSocket ended"),
+                Ok(()) => {}
             }
-            Err(RelayEnd::Protocol(e)) => {
-                tracing::info!(%host, error = %e, "WebSocket closed: protocol error");
-            }
-            Err(RelayEnd::Io(e)) => tracing::debug!(%host, error = %e, "WebSocket ended"),
-            Ok(()) => {}
         }
-    });
-    out
-}
-
-/// The 502 for a failed upstream request, logged once.
-fn upstream_failed(host: &str, e: &dyn std::error::Error) -> Response<ProxyBody> {
-    let cause = error_chain(e);
-    tracing::warn!(%host, error = %cause, "upstream request failed");
-    text(
-        StatusCode::BAD_GATEWAY,
-        format!("bb-egress: upstream {host} failed: {cause}\n"),
-    )
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+        .in_current_span(),
+    );
+    Ok(out)
 }
 
 /// Media types inbound DLP reads; anything else (images, archives, binary

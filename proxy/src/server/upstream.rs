@@ -1,46 +1,74 @@
-//! The pooled upstream client: hickory DNS (honouring `/etc/hosts`),
-//! refusal of private addresses unless the route allows them, TLS verified
-//! against the system roots (plus `--upstream-ca`), HTTP/1.1 or h2 by ALPN.
+//! The pooled upstream stack: hickory DNS (honouring `/etc/hosts`) behind
+//! a resolver that drops special-purpose and own-host addresses unless the
+//! route allows them ([`super::ssrf`]), hyper-util's `HttpConnector`
+//! (connect timeout split across the addresses, happy eyeballs), TLS with
+//! its own handshake deadline, verified against the system roots (plus
+//! `--upstream-ca`), HTTP/1.1 or h2 by ALPN.
+//!
+//! There are two stacks, one per `allow_private` value, each with its own
+//! pool: the request's decision picks one, so a connection opened for a
+//! route that allowed private addresses is never reused once a reload has
+//! turned that off.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hickory_resolver::TokioResolver;
 use http::Uri;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_rustls::MaybeHttpsStream;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use super::ServerError;
+use super::ssrf::{self, LocalAddrs};
 
 /// Errors crossing hyper's boundary.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type sent upstream and back to the client.
 pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Whether a host's route allows private addresses.
-type AllowPrivate = Box<dyn Fn(&str) -> bool + Send + Sync>;
+/// Upstream deadlines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines {
+    /// TCP connect, across every address of the host.
+    pub(crate) connect: Duration,
+    /// TLS handshake once TCP is up.
+    pub(crate) tls: Duration,
+}
 
-/// The upstream client shared by all connections.
-pub(crate) struct Client {
-    inner: hyper_util::client::legacy::Client<Connector, ProxyBody>,
+type Pooled = hyper_util::client::legacy::Client<Connector, ProxyBody>;
+
+/// One stack: the pooled client and the HTTP/1.1-only one.
+struct Stack {
+    pooled: Pooled,
     /// HTTP/1.1 only: WebSocket upgrades need it (no h2 extended CONNECT).
-    http1: hyper_util::client::legacy::Client<Connector, ProxyBody>,
-    policy: Arc<OnceLock<AllowPrivate>>,
+    http1: Pooled,
+}
+
+/// The upstream clients shared by all connections.
+pub(crate) struct Client {
+    /// Index 0: special-purpose addresses refused; 1: allowed.
+    stacks: [Stack; 2],
 }
 
 impl Client {
-    pub(crate) fn new(extra_roots: Option<&Path>) -> Result<Self, ServerError> {
+    pub(crate) fn new(
+        extra_roots: Option<&Path>,
+        deadlines: Deadlines,
+        local: &Arc<LocalAddrs>,
+    ) -> Result<Self, ServerError> {
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for cert in native.certs {
@@ -81,6 +109,10 @@ impl Client {
         let mut tls1 = tls.clone();
         tls1.alpn_protocols = vec![b"http/1.1".to_vec()];
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let (tls, tls1) = (
+            TlsConnector::from(Arc::new(tls)),
+            TlsConnector::from(Arc::new(tls1)),
+        );
         let resolver = match TokioResolver::builder_tokio() {
             Ok(b) => b.build(),
             // No resolv.conf: names resolve from /etc/hosts only.
@@ -91,177 +123,181 @@ impl Client {
             .build(),
         }
         .map_err(|e| ServerError::Roots(format!("DNS resolver: {e}")))?;
-        let policy: Arc<OnceLock<AllowPrivate>> = Arc::new(OnceLock::new());
         let resolver = Arc::new(resolver);
-        let connector = Connector {
-            tls: TlsConnector::from(Arc::new(tls)),
-            resolver: Arc::clone(&resolver),
-            policy: Arc::clone(&policy),
+        let stack = |allow_private: bool| {
+            let connector = |tls: &TlsConnector| {
+                let filter = FilteringResolver {
+                    resolver: Arc::clone(&resolver),
+                    allow_private,
+                    local: Arc::clone(local),
+                };
+                let mut http = HttpConnector::new_with_resolver(filter);
+                http.enforce_http(false);
+                http.set_nodelay(true);
+                http.set_connect_timeout(Some(deadlines.connect));
+                http.set_happy_eyeballs_timeout(Some(Duration::from_millis(300)));
+                Connector {
+                    http,
+                    tls: tls.clone(),
+                    allow_private,
+                    local: Arc::clone(local),
+                    deadlines,
+                }
+            };
+            Stack {
+                pooled: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_mins(1))
+                    .pool_max_idle_per_host(64)
+                    .build(connector(&tls)),
+                http1: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(0)
+                    .build(connector(&tls1)),
+            }
         };
-        let connector1 = Connector {
-            tls: TlsConnector::from(Arc::new(tls1)),
-            resolver,
-            policy: Arc::clone(&policy),
-        };
-        let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_mins(1))
-            .pool_max_idle_per_host(64)
-            .build(connector);
-        let http1 = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(connector1);
         Ok(Self {
-            inner,
-            http1,
-            policy,
+            stacks: [stack(false), stack(true)],
         })
     }
 
-    pub(crate) fn set_policy(&self, f: AllowPrivate) {
-        let _ = self.policy.set(f);
-    }
-
+    /// Sends a request on the stack for `allow_private` (the request's own
+    /// decision).
     pub(crate) async fn request(
         &self,
+        allow_private: bool,
         req: http::Request<ProxyBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        self.inner.request(req).await
+        self.stacks[usize::from(allow_private)]
+            .pooled
+            .request(req)
+            .await
     }
 
     /// Sends a request over HTTP/1.1 only (WebSocket upgrades).
     pub(crate) async fn request_http1(
         &self,
+        allow_private: bool,
         req: http::Request<ProxyBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        self.http1.request(req).await
+        self.stacks[usize::from(allow_private)]
+            .http1
+            .request(req)
+            .await
     }
 }
 
-/// Resolves, filters and connects.
-#[derive(Clone)]
-struct Connector {
-    tls: TlsConnector,
-    resolver: Arc<TokioResolver>,
-    policy: Arc<OnceLock<AllowPrivate>>,
-}
-
 /// Why an upstream connection was not made.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum ConnectError {
     #[error("upstream URI has no host")]
     NoHost,
     #[error("resolving {host}: {message}")]
     Resolve { host: String, message: String },
     #[error(
-        "{host} resolves only to loopback, private, link-local or metadata addresses; \
-         set allow_private: true on its route to allow that"
+        "{host} resolves only to loopback, private, link-local, special-purpose or own-host \
+         addresses ({why}); set allow_private: true on its route to allow that"
     )]
-    Private { host: String },
-    #[error("connecting to {host}: {source}")]
-    Io {
-        host: String,
-        source: std::io::Error,
-    },
+    Private { host: String, why: &'static str },
+    #[error("connecting to {host}: {cause}")]
+    Io { host: String, cause: String },
+    #[error("connecting to {host}: no TCP connection within {after:?}")]
+    ConnectTimeout { host: String, after: Duration },
+    #[error("connecting to {host}: no TLS handshake within {after:?}")]
+    TlsTimeout { host: String, after: Duration },
     #[error("invalid TLS server name {0:?}")]
     Name(String),
 }
 
-/// Addresses an allowlisted name must not lead to unless the route says so.
-pub(crate) fn is_restricted(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || o[0] == 0
-                // 100.64.0.0/10 carrier-grade NAT
-                || (o[0] == 100 && (o[1] & 0xC0) == 64)
-                // 198.18.0.0/15 benchmarking
-                || (o[0] == 198 && (o[1] & 0xFE) == 18)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_restricted(IpAddr::V4(v4));
+impl ConnectError {
+    /// Whether the upstream was too slow (a 504, not a 502).
+    pub(crate) fn is_timeout(&self) -> bool {
+        matches!(self, Self::ConnectTimeout { .. } | Self::TlsTimeout { .. })
+    }
+}
+
+/// hickory, then the SSRF filter.
+#[derive(Clone)]
+struct FilteringResolver {
+    resolver: Arc<TokioResolver>,
+    allow_private: bool,
+    local: Arc<LocalAddrs>,
+}
+
+impl tower_service::Service<Name> for FilteringResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<IpAddr> = this
+                .resolver
+                .lookup_ip(host.as_str())
+                .await
+                .map_err(|e| ConnectError::Resolve {
+                    host: host.clone(),
+                    message: e.to_string(),
+                })?
+                .iter()
+                .collect();
+            let allowed = filter(&host, found, this.allow_private, &this.local).await?;
+            Ok(allowed
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect::<Vec<_>>()
+                .into_iter())
+        })
+    }
+}
+
+/// The addresses of `host` a request may use: all with `allow_private`,
+/// else the globally routable ones that are not this machine's.
+async fn filter(
+    host: &str,
+    found: Vec<IpAddr>,
+    allow_private: bool,
+    local: &Arc<LocalAddrs>,
+) -> Result<Vec<IpAddr>, ConnectError> {
+    if allow_private {
+        return Ok(found);
+    }
+    let local = local.current().await;
+    let mut why = "no address";
+    let allowed: Vec<IpAddr> = found
+        .into_iter()
+        .filter(|ip| match ssrf::refusal(*ip, &local) {
+            Some(reason) => {
+                why = reason;
+                false
             }
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // fc00::/7 unique local
-                || (s[0] & 0xFE00) == 0xFC00
-                // fe80::/10 link local
-                || (s[0] & 0xFFC0) == 0xFE80
-                // 64:ff9b::/96 NAT64 could reach private v4
-                || (s[0] == 0x64 && s[1] == 0xFF9B)
-        }
+            None => true,
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(ConnectError::Private {
+            host: host.to_owned(),
+            why,
+        });
     }
+    Ok(allowed)
 }
 
-/// A plain or TLS upstream stream.
-pub(crate) enum Stream {
-    Plain(TokioIo<TcpStream>),
-    // Boxed: the TLS state is large and connections move through the pool.
-    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+/// Filters, connects (TCP, then TLS for `https`), each step on its deadline.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    http: HttpConnector<FilteringResolver>,
+    tls: TlsConnector,
+    allow_private: bool,
+    local: Arc<LocalAddrs>,
+    deadlines: Deadlines,
 }
 
-impl Connection for Stream {
-    fn connected(&self) -> Connected {
-        match self {
-            Self::Plain(_) => Connected::new(),
-            Self::Tls(s) => {
-                if s.inner().get_ref().1.alpn_protocol() == Some(b"h2") {
-                    Connected::new().negotiated_h2()
-                } else {
-                    Connected::new()
-                }
-            }
-        }
-    }
-}
-
-impl hyper::rt::Read for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl hyper::rt::Write for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
 
 impl tower_service::Service<Uri> for Connector {
     type Response = Stream;
@@ -279,61 +315,70 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 impl Connector {
-    async fn connect(&self, uri: Uri) -> Result<Stream, ConnectError> {
-        let host = uri.host().ok_or(ConnectError::NoHost)?;
-        let host = host
+    async fn connect(mut self, uri: Uri) -> Result<Stream, ConnectError> {
+        use tower_service::Service as _;
+        let host = uri
+            .host()
+            .ok_or(ConnectError::NoHost)?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
+        // HttpConnector takes IP literals without asking the resolver.
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            filter(&host, vec![ip], self.allow_private, &self.local).await?;
+        }
         let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let allow_private = self.policy.get().is_some_and(|f| f(&host));
-        let candidates: Vec<IpAddr> = if let Ok(ip) = host.parse::<IpAddr>() {
-            vec![ip]
-        } else {
-            self.resolver
-                .lookup_ip(host.as_str())
-                .await
-                .map_err(|e| ConnectError::Resolve {
-                    host: host.clone(),
-                    message: e.to_string(),
-                })?
-                .iter()
-                .collect()
-        };
-        let allowed: Vec<IpAddr> = candidates
-            .into_iter()
-            .filter(|ip| allow_private || !is_restricted(*ip))
-            .collect();
-        if allowed.is_empty() {
-            return Err(ConnectError::Private { host });
-        }
-        let mut last = None;
-        let mut tcp = None;
-        for ip in allowed {
-            match TcpStream::connect(SocketAddr::new(ip, port)).await {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let tcp = tcp.ok_or_else(|| ConnectError::Io {
-            host: host.clone(),
-            source: last.unwrap_or_else(|| std::io::Error::other("no address")),
-        })?;
-        let _ = tcp.set_nodelay(true);
+        // The connector's own timeout is split across the addresses; this
+        // one bounds the lookup too.
+        let after = self.deadlines.connect;
+        let tcp =
+            match tokio::time::timeout(after + Duration::from_secs(1), self.http.call(uri)).await {
+                Err(_) => return Err(ConnectError::ConnectTimeout { host, after }),
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(e)) => return Err(classify(host, after, e)),
+            };
         if !tls {
-            return Ok(Stream::Plain(TokioIo::new(tcp)));
+            return Ok(MaybeHttpsStream::Http(tcp));
         }
         let name =
             ServerName::try_from(host.clone()).map_err(|_| ConnectError::Name(host.clone()))?;
-        let stream = self
-            .tls
-            .connect(name, tcp)
-            .await
-            .map_err(|source| ConnectError::Io { host, source })?;
-        Ok(Stream::Tls(Box::new(TokioIo::new(stream))))
+        let after = self.deadlines.tls;
+        match tokio::time::timeout(after, self.tls.connect(name, TokioIo::new(tcp))).await {
+            Err(_) => Err(ConnectError::TlsTimeout { host, after }),
+            Ok(Err(e)) => Err(ConnectError::Io {
+                host,
+                cause: super::error::error_chain(&e),
+            }),
+            Ok(Ok(stream)) => Ok(MaybeHttpsStream::Https(TokioIo::new(stream))),
+        }
+    }
+}
+
+/// Brings the resolver's own errors back out of `HttpConnector`'s.
+fn classify<E>(host: String, after: Duration, e: E) -> ConnectError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cur {
+        if let Some(ours) = c.downcast_ref::<ConnectError>() {
+            return match ours {
+                ConnectError::Private { host, why } => ConnectError::Private {
+                    host: host.clone(),
+                    why,
+                },
+                other => other.clone(),
+            };
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return ConnectError::ConnectTimeout { host, after };
+        }
+        cur = c.source();
+    }
+    ConnectError::Io {
+        host,
+        cause: super::error::error_chain(&e),
     }
 }

@@ -45,6 +45,9 @@ pub struct Upstream {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// WebSocket message payloads the upstream received.
     pub ws_seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// The upstream's TLS acceptor ("localhost" under `ca_pem`), for tests
+    /// that run their own misbehaving server behind the same CA.
+    pub acceptor: tokio_rustls::TlsAcceptor,
 }
 
 /// A phrase the inbound detector must catch.
@@ -77,6 +80,7 @@ impl Upstream {
         .unwrap();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor2 = acceptor.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -113,6 +117,7 @@ impl Upstream {
             ca_pem: ca_cert.pem(),
             seen,
             ws_seen,
+            acceptor: acceptor2,
         }
     }
 
@@ -207,6 +212,17 @@ pub fn bin() -> &'static str {
 impl Proxy {
     /// Starts the proxy with `routes` and these extra environment variables.
     pub fn start(routes: &str, upstream: &Upstream, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(routes, upstream, env, &[])
+    }
+
+    /// Starts the proxy as [`Proxy::start`] does, with extra command-line
+    /// arguments (limits, timeouts).
+    pub fn start_with_args(
+        routes: &str,
+        upstream: &Upstream,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca_dir = dir.path().join("ca");
         let st = Command::new(bin())
@@ -224,6 +240,7 @@ impl Proxy {
             .arg(&ca_dir)
             .arg("--upstream-ca")
             .arg(dir.path().join("upstream-ca.pem"))
+            .args(args)
             .env(
                 "BB_EGRESS_LOG",
                 "debug,hyper=info,h2=info,rustls=info,hickory=info",
@@ -306,6 +323,26 @@ impl Proxy {
             .status()
             .unwrap();
         assert!(st.success());
+    }
+
+    pub fn sigterm(&self) {
+        let st = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Waits up to `limit` for the process to exit; its status if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -413,7 +450,7 @@ where
 }
 
 /// A TLS client trusting only the bottle CA, offering `alpn`.
-fn client_config(proxy: &Proxy, alpn: Vec<Vec<u8>>) -> rustls::ClientConfig {
+pub fn client_config(proxy: &Proxy, alpn: Vec<Vec<u8>>) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(proxy.ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
