@@ -69,11 +69,11 @@
 //! mint never stalls lookups for other hosts; two simultaneous misses for
 //! one host may both mint, and the first to finish is the one cached.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroUsize;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -546,22 +546,14 @@ pub struct LeafCache {
     lifetime: Duration,
     /// Reuse a leaf until this much of its lifetime has passed.
     reuse_for: Duration,
-    entries: Mutex<Entries>,
+    /// Least recently used first out (the `lru` crate).
+    entries: Mutex<lru::LruCache<String, Entry>>,
     minted: AtomicU64,
-}
-
-/// The cache proper. `tick` is a logical clock: each hit or insert stamps
-/// its entry, and eviction drops the entry with the oldest stamp.
-#[derive(Default)]
-struct Entries {
-    map: HashMap<String, Entry>,
-    tick: u64,
 }
 
 struct Entry {
     leaf: Arc<CertifiedKey>,
     refresh_at: Instant,
-    last_used: u64,
 }
 
 impl fmt::Debug for LeafCache {
@@ -581,12 +573,13 @@ impl LeafCache {
     #[must_use]
     pub fn new(ca: Arc<BottleCa>, capacity: usize, lifetime: Duration) -> Self {
         let lifetime = lifetime.min(MAX_LEAF_LIFETIME);
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
             ca,
-            capacity: capacity.max(1),
+            capacity: capacity.get(),
             lifetime,
             reuse_for: lifetime.saturating_sub(lifetime / 2),
-            entries: Mutex::new(Entries::default()),
+            entries: Mutex::new(lru::LruCache::new(capacity)),
             minted: AtomicU64::new(0),
         }
     }
@@ -609,40 +602,23 @@ impl LeafCache {
         let refresh_at = Instant::now() + self.reuse_for;
 
         let mut entries = self.lock();
-        let Entries { map, tick } = &mut *entries;
-        *tick += 1;
         let now = Instant::now();
-        let leaf = match map.get_mut(&name) {
+        let leaf = match entries.get(&name) {
             // Another caller minted this host while we did; keep theirs so
             // every connection for a host shares one leaf.
-            Some(entry) if now < entry.refresh_at => {
-                entry.last_used = *tick;
-                Arc::clone(&entry.leaf)
-            }
+            Some(entry) if now < entry.refresh_at => Arc::clone(&entry.leaf),
             _ => {
-                map.insert(
+                // Evicts the least recently used entry when full.
+                entries.put(
                     name,
                     Entry {
                         leaf: Arc::clone(&leaf),
                         refresh_at,
-                        last_used: *tick,
                     },
                 );
                 leaf
             }
         };
-        // A linear scan for the oldest entry: it runs only after a mint,
-        // which costs far more than walking a few thousand entries.
-        while map.len() > self.capacity {
-            let oldest = map
-                .iter()
-                .min_by_key(|(_, entry)| entry.last_used)
-                .map(|(name, _)| name.clone());
-            match oldest {
-                Some(oldest) => map.remove(&oldest),
-                None => break,
-            };
-        }
         Ok(leaf)
     }
 
@@ -655,17 +631,14 @@ impl LeafCache {
     /// The cached leaf for `name` if it is still fresh at `now`.
     fn lookup(&self, name: &str, now: Instant) -> Option<Arc<CertifiedKey>> {
         let mut entries = self.lock();
-        let Entries { map, tick } = &mut *entries;
-        let entry = map.get_mut(name)?;
+        let entry = entries.get(name)?;
         if now >= entry.refresh_at {
             return None;
         }
-        *tick += 1;
-        entry.last_used = *tick;
         Some(Arc::clone(&entry.leaf))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, Entry>> {
         // Every critical section leaves the map consistent before it could
         // panic, so a poisoned lock still guards a usable cache.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)

@@ -494,3 +494,44 @@ async fn a_stalled_request_body_times_out() {
     assert_eq!(&buf, b"HTTP/1.1 408");
     assert!(up.seen().is_empty(), "nothing reached the upstream");
 }
+
+/// Bugs 2 and 9: an upstream whose accept queue is full (SYNs dropped, as
+/// for a blackholed address) gets a 504 within the connect timeout. Before
+/// the fix the connect waited for the kernel's own timeout (minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_accepts_gets_504_within_the_connect_timeout() {
+    let up = Upstream::start().await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Fill the accept queue; later SYNs are dropped.
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(300),
+            TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let proxy = Proxy::start_with_args(
+        &routes(port),
+        &up,
+        &[("EGRESS_TOKEN_TEST", TOKEN)],
+        &["--upstream-connect-timeout", "1"],
+    );
+    let started = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        via_tunnel(&proxy, "localhost", port, false, get(port, "/")),
+    )
+    .await
+    .expect("the proxy answers");
+    assert_eq!(r.status, 504, "{r:?}");
+    assert!(r.body.contains("TCP"), "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop((listener, fillers));
+}
