@@ -380,7 +380,8 @@ pub struct RouteSpec {
         deserialize_with = "ports"
     )]
     pub ports: Option<Vec<u16>>,
-    /// Whether the host may resolve to loopback/private/link-local addresses.
+    /// Whether the host may resolve to loopback/private/link-local (any
+    /// special-purpose) addresses, or to the proxy host's own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_private: bool,
     /// DLP selection.
