@@ -535,3 +535,26 @@ async fn an_upstream_that_never_accepts_gets_504_within_the_connect_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
     drop((listener, fillers));
 }
+
+/// Bug 12, the other side: a request waiting on a slow upstream is in
+/// flight, not idle, however long the idle timeout is exceeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_is_not_idle() {
+    let up = Upstream::start().await;
+    let slow = custom_upstream(&up, |_req| async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        http::Response::new(Full::new(Bytes::from_static(b"thought hard")))
+    })
+    .await;
+    let proxy = Proxy::start_with_args(
+        &routes(slow),
+        &up,
+        &[("EGRESS_TOKEN_TEST", TOKEN)],
+        &["--idle-timeout", "1"],
+    );
+    for h2 in [false, true] {
+        let r = via_tunnel(&proxy, "localhost", slow, h2, get(slow, "/think")).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body, "thought hard");
+    }
+}

@@ -1,8 +1,9 @@
 //! Per-connection bookkeeping: activity for the idle reaper, and the
 //! request-body progress deadline.
 //!
-//! A client connection is *idle* when no request is in flight and no byte
-//! has moved either way for the idle timeout; the serving loop then shuts
+//! A client connection is *idle* when no request is in flight (from its
+//! head until its response body is sent) and no byte has moved either way
+//! for the idle timeout; the serving loop then shuts
 //! it down gracefully. A request body that yields nothing for the body
 //! timeout ends with [`BodyTimeout`], which the pipeline answers with 408.
 
@@ -14,11 +15,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::error::BodyTimeout;
-use super::upstream::BoxError;
+use super::upstream::{BoxError, ProxyBody};
 
 /// When a connection last moved a byte, and how many requests it has in
 /// flight.
@@ -32,6 +34,43 @@ pub(crate) struct Activity {
 
 /// Marks a request in flight while alive.
 pub(crate) struct Busy(Arc<Activity>);
+
+impl Busy {
+    /// Keeps the request in flight until its response body has been sent
+    /// (or dropped): a long model stream that goes quiet is not idle.
+    pub(crate) fn until_sent(
+        self,
+        response: http::Response<ProxyBody>,
+    ) -> http::Response<ProxyBody> {
+        response.map(|inner| Guarded { inner, _busy: self }.boxed_unsync())
+    }
+}
+
+/// A response body that holds its request's [`Busy`].
+struct Guarded {
+    inner: ProxyBody,
+    _busy: Busy,
+}
+
+impl Body for Guarded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {

@@ -402,14 +402,16 @@ impl Server {
 /// Loads a generation on the blocking pool (file I/O, regex and automata
 /// builds).
 async fn load_off_runtime(routes: PathBuf) -> Result<Generation, ServerError> {
+    let path = routes.clone();
     tokio::task::spawn_blocking(move || {
         Generation::load(&routes, &process_env, &extra_env_secrets())
     })
     .await
     .unwrap_or_else(|e| {
+        // Only a panic while loading gets here; say so rather than guess.
         Err(ServerError::ReadRoutes {
-            path: PathBuf::new(),
-            source: std::io::Error::other(e.to_string()),
+            path,
+            source: std::io::Error::other(format!("loading failed: {e}")),
         })
     })
 }

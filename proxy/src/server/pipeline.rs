@@ -128,8 +128,7 @@ pub(crate) async fn serve_client(
         let busy = svc_activity.busy();
         async move {
             let r = front(req, permit, shared, shutdown).await;
-            drop(busy);
-            Ok::<_, Infallible>(r)
+            Ok::<_, Infallible>(busy.until_sent(r))
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -329,8 +328,7 @@ async fn bump(
         let busy = svc_activity.busy();
         async move {
             let r = handle(req, target, &shared).await;
-            drop(busy);
-            Ok::<_, Infallible>(r)
+            Ok::<_, Infallible>(busy.until_sent(r))
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

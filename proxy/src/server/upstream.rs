@@ -382,3 +382,36 @@ where
         cause: super::error::error_chain(&e),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn mixed_answers_keep_only_global_addresses() {
+        let local = Arc::new(LocalAddrs::load());
+        let own: Vec<IpAddr> = local.current().await.to_vec();
+        // Loopback plus a documentation address: nothing left.
+        let e = filter("h", ips(&["127.0.0.1", "192.0.2.2"]), false, &local)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("allow_private"), "{e}");
+        // A public address survives next to a private one.
+        let kept = filter("h", ips(&["10.0.0.1", "8.8.8.8"]), false, &local)
+            .await
+            .unwrap();
+        assert_eq!(kept, ips(&["8.8.8.8"]));
+        // The host's own addresses never pass, whatever their range.
+        if !own.is_empty() {
+            assert!(filter("h", own.clone(), false, &local).await.is_err());
+        }
+        // allow_private passes everything.
+        let all = ips(&["127.0.0.1", "192.0.2.2"]);
+        assert_eq!(filter("h", all.clone(), true, &local).await.unwrap(), all);
+    }
+}
