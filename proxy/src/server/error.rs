@@ -92,7 +92,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// A plain-text response.
-pub(crate) fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
+fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(

@@ -23,7 +23,7 @@ use tracing::Instrument as _;
 use super::Shared;
 use super::body::{HitSlot, ScannedBody};
 use super::conn::{Activity, Progress, Watched};
-use super::error::{ClientError, ProxyError, UpstreamError, rescue, text};
+use super::error::{ClientError, ProxyError, UpstreamError, rescue};
 use super::upstream::{BoxError, ProxyBody};
 use crate::dlp::{DetectorSet, Hit, StreamScanner};
 use crate::policy::{self, Block, BlockReason, Decision, Forward, LogLevel, Via};
@@ -432,8 +432,7 @@ fn blocked(
         host: host.to_owned(),
         reason,
     };
-    log_block(generation, &block, method, path);
-    text(StatusCode::FORBIDDEN, block.agent_message())
+    rescue(ProxyError::Policy(block), generation, method, path)
 }
 
 /// One request: the pipeline, and [`rescue`] for whatever stopped it.
@@ -930,11 +929,10 @@ async fn inbound(
             );
         }
         Held::Failed(e) => {
-            tracing::warn!(host = %target.host, error = %e, "upstream body failed");
-            return text(
-                StatusCode::BAD_GATEWAY,
-                format!("bb-egress: upstream {} body failed\n", target.host),
-            );
+            let cause = format!("reading its body: {}", super::error::error_chain(&*e));
+            let host = target.host.clone();
+            let failed = ProxyError::Upstream(UpstreamError::Failed { host, cause });
+            return rescue(failed, generation, method, path);
         }
     };
     // Large: stream the rest; a later hit cuts the body short.
