@@ -558,3 +558,56 @@ async fn a_request_in_flight_is_not_idle() {
         assert_eq!(r.body, "thought hard");
     }
 }
+
+/// Bug 1: a WebSocket relay keeps its client connection's slot. Before the
+/// fix the slot was freed at the upgrade and a second connection got a
+/// tunnel with `--max-connections 1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_relay_holds_its_connection_slot() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start_with_args(
+        &routes(up.port),
+        &up,
+        &[("EGRESS_TOKEN_TEST", TOKEN)],
+        &["--max-connections", "1"],
+    );
+    let (status, ws) = support::websocket(&proxy, up.port, "/ws").await;
+    assert_eq!(status, 101);
+    let mut ws = ws.unwrap();
+    // The relay is up: a message goes through and comes back.
+    ws.write_all(&support::frame(1, b"hello", true))
+        .await
+        .unwrap();
+    let (_, echoed) = support::read_frame(&mut ws).await.unwrap();
+    assert_eq!(echoed, b"hello");
+    assert_eq!(try_connect(proxy.addr, up.port).await, Outcome::Refused);
+    drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while try_connect(proxy.addr, up.port).await != Outcome::Tunnel {
+        assert!(
+            Instant::now() < deadline,
+            "the relay's slot was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Bug 12: a plain client connection that never sends a request is closed
+/// after the idle timeout, not the 30 s head timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_plain_connection_is_reaped() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start_with_args(
+        &routes(up.port),
+        &up,
+        &[("EGRESS_TOKEN_TEST", TOKEN)],
+        &["--idle-timeout", "1"],
+    );
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(6), tcp.read(&mut buf))
+        .await
+        .expect("an idle connection is closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
