@@ -38,7 +38,8 @@ use crate::redact::Redacted;
 /// Resource limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Concurrent client connections; more wait in the accept queue.
+    /// Concurrent client connections, each counted until its last tunnel or
+    /// WebSocket relay ends; more are answered 503 and closed.
     pub max_connections: usize,
     /// Time a client has to send a request head.
     pub header_timeout: Duration,
