@@ -467,3 +467,60 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
         );
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Bug 13: a reload reads the file and builds the automata off the
+    /// runtime. On a single-threaded runtime a task keeps ticking while a
+    /// large routes file loads; a reload on the runtime would starve it.
+    #[test]
+    fn reload_does_not_block_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        BottleCa::init(&dir.path().join("ca"), &[]).unwrap();
+        let mut routes = String::from("routes:\n");
+        for i in 0..3000 {
+            routes.push_str(&format!(
+                "  - host: h{i}.example\n    matches:\n      - paths: [{{type: regex, value: \"/v[0-9]+/items/{i}/[a-z]+\"}}]\n"
+            ));
+        }
+        let file = dir.path().join("routes.yaml");
+        std::fs::write(&file, &routes).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let server = Server::start(ServerConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                routes: file,
+                ca_dir: dir.path().join("ca"),
+                upstream_ca: Some(dir.path().join("ca").join(crate::ca::CERT_FILE)),
+                limits: Limits::default(),
+            })
+            .await
+            .expect("start");
+            let ticks = Arc::new(AtomicU64::new(0));
+            let counter = Arc::clone(&ticks);
+            let ticker = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let started = std::time::Instant::now();
+            server.reload().await.expect("reload");
+            let took = started.elapsed();
+            ticker.abort();
+            let ticked = ticks.load(Ordering::Relaxed);
+            assert!(
+                took < Duration::from_millis(50) || ticked >= 5,
+                "the runtime stalled for {took:?} during a reload ({ticked} ticks)"
+            );
+            server.shutdown().await;
+        });
+    }
+}
