@@ -202,6 +202,36 @@ async fn answer(req: Request<Incoming>, log: Log) -> Reply {
                 Some(trailer("x-echo", &auth)),
             )
         }
+        "/sse" => {
+            // One event, padding past any holdback, then a pause before the end.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+            tokio::spawn(async move {
+                let mut first = b"data: hello\n\n".to_vec();
+                first.extend_from_slice(b": ");
+                first.extend_from_slice(&[b'.'; 16 * 1024]);
+                first.extend_from_slice(b"\n\n");
+                tx.send(Bytes::from(first)).await.ok();
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                tx.send(Bytes::from_static(b"data: bye\n\n")).await.ok();
+            });
+            let mut r = Response::new(ChannelBody(rx).boxed_unsync());
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/event-stream"),
+            );
+            r
+        }
+        "/sse-inject" => {
+            let mut b = b"data: hello\n\ndata: ".to_vec();
+            b.extend_from_slice(INJECTION.as_bytes());
+            b.extend_from_slice(b"\n\n");
+            let mut r = reply(b, "text/event-stream", None, None);
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/event-stream"),
+            );
+            r
+        }
         "/trailer-clean" => reply(
             b"body".to_vec(),
             "text/plain",
@@ -214,6 +244,23 @@ async fn answer(req: Request<Incoming>, log: Log) -> Reply {
             None,
             None,
         ),
+    }
+}
+
+/// A response body fed from a channel, frame by frame.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|o| o.map(|b| Ok(http_body::Frame::data(b))))
     }
 }
 
@@ -647,4 +694,56 @@ async fn git_and_doh_are_recognised_after_normalisation() {
         let r = send(&proxy, up.port, false, get_h(up.port, path)).await;
         assert_eq!(r.status, 200, "{path}: {r:?}");
     }
+}
+
+// ---- Event streams are scanned as they arrive, never held --------------
+
+#[tokio::test]
+async fn an_event_stream_is_relayed_as_it_arrives_and_still_scanned() {
+    let (up, _log, proxy) = setup("").await;
+    let (code, tcp, _) = connect_tunnel(proxy.addr, "localhost", up.port).await;
+    assert_eq!(code, 200);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(proxy.ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // The head and the first event arrive well before the upstream's 3 s
+    // pause ends.
+    let first = tokio::time::timeout(Duration::from_millis(1500), async {
+        let resp = s.send_request(get_h(up.port, "/sse")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut got = Vec::new();
+        while !got.windows(5).any(|w| w == b"hello") {
+            match body.frame().await {
+                Some(Ok(f)) => got.extend_from_slice(&f.into_data().unwrap_or_default()),
+                _ => break,
+            }
+        }
+        got
+    })
+    .await;
+    assert!(
+        first.is_ok_and(|g| g.windows(5).any(|w| w == b"hello")),
+        "the first event was held back"
+    );
+    // Still scanned: an injection in a stream cuts it.
+    let r = send(&proxy, up.port, false, get_h(up.port, "/sse-inject")).await;
+    assert!(no_phrase(&r.text()), "{}", r.text());
+    assert!(r.error.is_some(), "the stream is cut: {r:?}");
 }

@@ -819,6 +819,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .to_ascii_lowercase()
+            .starts_with(b"text/event-stream")
+    })
+}
+
 /// Media types inbound DLP reads; anything else (images, archives, binary
 /// downloads) passes unscanned, as phrase matching on it means nothing.
 fn is_textual(headers: &HeaderMap) -> bool {
@@ -897,6 +905,13 @@ async fn inbound(
             DecodedBody::new(body, coding).boxed_unsync()
         }
     };
+    // An event stream (model APIs stream their answers as one) is relayed
+    // as it arrives, never held: a hit cuts it instead of replacing it.
+    if is_event_stream(&parts.headers) {
+        let slot: HitSlot = Arc::new(Mutex::new(None));
+        let body = ScannedBody::new(body, generation.engine.scanner(set), slot).boxed_unsync();
+        return Response::from_parts(parts, body);
+    }
     let content_length = parts
         .headers
         .get(header::CONTENT_LENGTH)
