@@ -652,6 +652,32 @@ async fn a_registered_secret_is_never_logged_whatever_the_detectors() {
     assert!(!proxy.log().iter().any(|l| l.contains(TOKEN)));
 }
 
+#[tokio::test]
+async fn a_mixed_case_secret_as_a_connect_label_is_not_logged_lower_cased() {
+    // Host names are case-insensitive; the proxy lower-cases them, which
+    // must not hide a registered secret (or its base64) from the log gate.
+    const MIXED: &str = "MixedCase-Secret-9fQ2xL7pW3";
+    let (up, _log) = start_upstream().await;
+    let proxy = Proxy::start(
+        &routes(up.port, ""),
+        &up,
+        &[("EGRESS_TOKEN_TEST", TOKEN), ("EGRESS_TOKEN_OTHER", MIXED)],
+    );
+    let b64 = "TWl4ZWRDYXNlLVNlY3JldC05ZlEyeEw3cFcz"; // base64(MIXED)
+    for label in [MIXED, b64] {
+        let (code, _tcp, _) =
+            connect_tunnel(proxy.addr, &format!("{label}.example.test"), 443).await;
+        assert_eq!(code, 403);
+    }
+    assert!(proxy.wait_log("request blocked"));
+    std::thread::sleep(Duration::from_millis(200));
+    let log = proxy.log().join("\n").to_ascii_lowercase();
+    assert!(
+        !log.contains(&MIXED.to_ascii_lowercase()) && !log.contains(&b64.to_ascii_lowercase()),
+        "a lower-cased secret reached the log: {log}"
+    );
+}
+
 // ---- Bug 8: git and DoH in disguise -------------------------------------
 
 #[tokio::test]

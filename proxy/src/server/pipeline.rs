@@ -224,7 +224,12 @@ fn connect(
         );
     };
     let generation = shared.current();
-    if let Err(block) = generation.policy.check_connect(&host, port) {
+    if let Err(mut block) = generation.policy.check_connect(&host, port) {
+        // The gate sees the host as the agent spelled it: lower-casing must
+        // not hide a secret (or its base64) used as a label.
+        if log_field(&generation.engine, authority.host()) != authority.host() {
+            crate::redact::REDACTED_FIELD.clone_into(&mut block.host);
+        }
         log_block(&generation, &block, "CONNECT", "");
         return text(StatusCode::FORBIDDEN, block.agent_message());
     }
