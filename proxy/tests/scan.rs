@@ -653,7 +653,7 @@ async fn a_registered_secret_is_never_logged_whatever_the_detectors() {
 }
 
 #[tokio::test]
-async fn a_mixed_case_secret_as_a_connect_label_is_not_logged_lower_cased() {
+async fn a_mixed_case_secret_as_a_host_label_is_not_logged_lower_cased() {
     // Host names are case-insensitive; the proxy lower-cases them, which
     // must not hide a registered secret (or its base64) from the log gate.
     const MIXED: &str = "MixedCase-Secret-9fQ2xL7pW3";
@@ -669,6 +669,12 @@ async fn a_mixed_case_secret_as_a_connect_label_is_not_logged_lower_cased() {
             connect_tunnel(proxy.addr, &format!("{label}.example.test"), 443).await;
         assert_eq!(code, 403);
     }
+    // Plain HTTP to such a host, the same.
+    let req = Request::builder()
+        .uri(format!("http://{MIXED}.example.test/"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(support::via_plain(&proxy, req).await.status, 403);
     assert!(proxy.wait_log("request blocked"));
     std::thread::sleep(Duration::from_millis(200));
     let log = proxy.log().join("\n").to_ascii_lowercase();

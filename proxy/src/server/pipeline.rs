@@ -455,7 +455,13 @@ async fn handle(req: Request<Incoming>, target: Target, shared: &Shared) -> Resp
             );
             return r;
         }
-        Decision::Block(b) => {
+        Decision::Block(mut b) => {
+            // As for CONNECT: the gate sees the host as the agent spelled it.
+            if let Some(raw) = req.uri().host()
+                && log_field(&generation.engine, raw) != raw
+            {
+                crate::redact::REDACTED_FIELD.clone_into(&mut b.host);
+            }
             log_block(&generation, &b, &method, &path);
             return text(StatusCode::FORBIDDEN, b.agent_message());
         }
