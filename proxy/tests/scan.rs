@@ -779,3 +779,36 @@ async fn an_event_stream_is_relayed_as_it_arrives_and_still_scanned() {
     assert!(no_phrase(&r.text()), "{}", r.text());
     assert!(r.error.is_some(), "the stream is cut: {r:?}");
 }
+
+// ---- Bug 10 for WebSockets ---------------------------------------------
+
+#[tokio::test]
+async fn a_websocket_server_never_hands_back_a_registered_secret() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Both directions' route detectors off: the agent may send the value
+    // (outbound off), but the echoing server may not hand it back.
+    let up = Upstream::start().await;
+    let extra = "    dlp:\n      inbound_detectors: false\n      outbound_detectors: false\n";
+    let proxy = Proxy::start(
+        &routes(up.port, extra),
+        &up,
+        &[("EGRESS_TOKEN_TEST", TOKEN)],
+    );
+    let (status, ws) = support::websocket(&proxy, up.port, "/ws").await;
+    assert_eq!(status, 101);
+    let mut ws = ws.unwrap();
+    ws.write_all(&support::frame(1, b"hello", true))
+        .await
+        .unwrap();
+    let (op, echoed) = support::read_frame(&mut ws).await.unwrap();
+    assert_eq!((op, echoed.as_slice()), (1, &b"hello"[..]));
+    ws.write_all(&support::frame(1, format!("k={TOKEN}").as_bytes(), true))
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), ws.read_to_end(&mut rest)).await;
+    assert!(
+        !String::from_utf8_lossy(&rest).contains(TOKEN),
+        "the server's echo of the token reached the agent"
+    );
+}
