@@ -513,6 +513,71 @@ mod tests {
         );
     }
 
+    /// A body of these frames, in order.
+    struct Frames(std::collections::VecDeque<Bytes>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    fn encode(coding: u8, data: &[u8]) -> (Coding, Vec<u8>) {
+        match coding % 3 {
+            0 => (Coding::Gzip, gzip(data)),
+            1 => {
+                let mut z =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                z.write_all(data).unwrap();
+                (Coding::Deflate, z.finish().unwrap())
+            }
+            _ => {
+                let mut r =
+                    flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+                r.write_all(data).unwrap();
+                (Coding::Deflate, r.finish().unwrap())
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 128,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Decoding over any chunking of the encoded bytes gives the
+        /// original, as one-shot decoding does.
+        #[test]
+        fn decoding_does_not_depend_on_the_chunking(
+            words in proptest::collection::vec("[a-z ]{0,12}", 0..200),
+            cuts in proptest::collection::vec(1usize..64, 1..20),
+            coding in 0u8..3,
+        ) {
+            let text = words.concat().into_bytes();
+            let (coding, encoded) = encode(coding, &text);
+            let mut frames = std::collections::VecDeque::new();
+            let (mut at, mut i) = (0, 0);
+            while at < encoded.len() {
+                let n = cuts[i % cuts.len()].min(encoded.len() - at);
+                frames.push_back(Bytes::copy_from_slice(&encoded[at..at + n]));
+                at += n;
+                i += 1;
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let got = rt
+                .block_on(DecodedBody::new(Frames(frames), coding).collect())
+                .map(|c| c.to_bytes().to_vec());
+            proptest::prop_assert_eq!(got.ok(), Some(text));
+        }
+    }
+
     #[tokio::test]
     async fn a_decompression_bomb_stops_at_the_ratio_limit() {
         let bomb = gzip(&vec![0u8; 32 * 1024 * 1024]);
