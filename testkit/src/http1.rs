@@ -1,6 +1,8 @@
 //! Just enough blocking HTTP/1.1 for a test client and a test server:
 //! message heads, and bodies framed by `Content-Length`, chunked coding or
-//! the end of the connection. Every read is bounded.
+//! the end of the connection. Every read is bounded. Header fields and
+//! chunk sizes are parsed by `httparse` (hyper's parser); this module only
+//! reads bounded lines and decides the framing.
 
 use std::io::{self, BufRead, Read};
 
@@ -180,35 +182,37 @@ pub fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
                 .map_err(|_| malformed("start line is not UTF-8".into()))?;
         }
     };
-    let mut headers = Vec::new();
+    // The field lines, re-joined with CRLF (a bare LF was accepted above).
+    let mut block = Vec::new();
+    let mut count = 0usize;
     loop {
         if !read_line(reader, &mut line, &mut budget)? {
             return Err(eof("the message head"));
         }
+        block.extend_from_slice(&line);
+        block.extend_from_slice(b"\r\n");
         if line.is_empty() {
-            return Ok(Some(Head {
-                start_line,
-                headers,
-            }));
+            break;
         }
-        headers.push(parse_header(&line)?);
+        count += 1;
     }
-}
-
-fn parse_header(line: &[u8]) -> io::Result<Header> {
-    let colon = memchr::memchr(b':', line)
-        .ok_or_else(|| malformed("header line without a colon".into()))?;
-    let (name, value) = (&line[..colon], &line[colon + 1..]);
-    let is_token = |b: &u8| b.is_ascii_graphic() && !b"\"(),/:;<=>?@[\\]{}".contains(b);
-    if name.is_empty() || !name.iter().all(is_token) {
-        // Also rejects obsolete line folding, which starts with a space.
-        return Err(malformed("bad header name".into()));
-    }
-    Ok(Header {
-        // Checked ASCII above, so this never replaces anything.
-        name: String::from_utf8_lossy(name).into_owned(),
-        value: value.trim_ascii().to_vec(),
-    })
+    let mut fields = vec![httparse::EMPTY_HEADER; count];
+    let headers = match httparse::parse_headers(&block, &mut fields) {
+        // Also rejects obsolete line folding (httparse's default).
+        Err(e) => return Err(malformed(format!("bad header field: {e}"))),
+        Ok(httparse::Status::Partial) => return Err(eof("the message head")),
+        Ok(httparse::Status::Complete((_, fields))) => fields
+            .iter()
+            .map(|f| Header {
+                name: f.name.to_owned(),
+                value: f.value.trim_ascii().to_vec(),
+            })
+            .collect(),
+    };
+    Ok(Some(Head {
+        start_line,
+        headers,
+    }))
 }
 
 /// Reads a body framed as `framing` into `out`, keeping at most `cap`
@@ -302,17 +306,13 @@ fn read_chunked(reader: &mut impl BufRead, cap: usize, out: &mut Vec<u8>) -> io:
 }
 
 fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
-    let digits = line
-        .split(|b| *b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    let bad = || malformed("bad chunk size".into());
-    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return Err(bad());
+    let mut with_end = Vec::with_capacity(line.len() + 2);
+    with_end.extend_from_slice(line);
+    with_end.extend_from_slice(b"\r\n");
+    match httparse::parse_chunk_size(&with_end) {
+        Ok(httparse::Status::Complete((_, size))) => Ok(size),
+        _ => Err(malformed("bad chunk size".into())),
     }
-    let digits = std::str::from_utf8(digits).map_err(|_| bad())?;
-    u64::from_str_radix(digits, 16).map_err(|_| bad())
 }
 
 /// Reads one line into `line` without its `\n` or `\r\n`, charging its

@@ -94,6 +94,12 @@ impl DetectorSet {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    /// This set with `d` added.
+    #[must_use]
+    pub fn with(self, d: Detector) -> Self {
+        Self(self.0 | d.bit())
+    }
 }
 
 /// A detection. Names the detector and rule and where the match starts;
@@ -211,6 +217,12 @@ impl DlpEngine {
     #[must_use]
     pub fn token_rule_count(&self) -> usize {
         self.token.rule_count()
+    }
+
+    /// Whether any secret is registered (`known_secrets` can fire at all).
+    #[must_use]
+    pub fn has_known_secrets(&self) -> bool {
+        !self.known.is_empty()
     }
 
     /// Number of `known_secrets` patterns (secrets × distinct encodings).

@@ -117,6 +117,29 @@ impl StreamScanner {
         self.pos
     }
 
+    /// The detectors this scanner runs.
+    #[must_use]
+    pub fn detectors(&self) -> DetectorSet {
+        let mut set = DetectorSet::NONE;
+        for (on, d) in [
+            (self.token, Detector::TokenPatterns),
+            (self.known, Detector::KnownSecrets),
+            (self.inj.is_some(), Detector::NaiveInjectionDetection),
+        ] {
+            if on {
+                set = set.with(d);
+            }
+        }
+        set
+    }
+
+    /// Scans `field` on its own, as a separate stream with this scanner's
+    /// detectors (trailer fields, which are not part of the body stream).
+    #[must_use]
+    pub fn scan_field(&self, field: &[u8]) -> Option<Hit> {
+        self.engine.scan(self.detectors(), field)
+    }
+
     /// Scans `chunk` and appends to `out` every byte now known to be clear.
     /// After a hit, every call returns that hit and releases nothing.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Hit> {

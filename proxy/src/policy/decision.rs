@@ -3,13 +3,12 @@
 //! a typed decision with a reason; DLP over the request's bytes is the
 //! caller's next step, with the detectors the decision selects.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use percent_encoding::percent_decode_str;
 
-use super::Policy;
 use super::config::{Auth, INTROSPECTION_HOST, RouteSpec};
+use super::{Policy, path};
 use crate::dlp::{DetectorSet, Hit};
 
 /// How the request reached the proxy; decides the default port set.
@@ -302,14 +301,15 @@ impl Policy {
                 return block(host, BlockReason::NoMatch);
             }
         }
-        match git_service(&decoded_path, req.query, req.headers) {
+        let segs = path::segments(req.path);
+        match git_service(&segs, req.query, req.headers) {
             Some(GitService::ReceivePack) => return block(host, BlockReason::GitPush),
             Some(GitService::UploadPack) if !route.git.fetch => {
                 return block(host, BlockReason::GitFetch);
             }
             _ => {}
         }
-        if is_doh(&decoded_path, req.headers) {
+        if is_doh(&segs, req.query, req.headers) {
             return block(host, BlockReason::DnsOverHttps);
         }
         Decision::Forward(Forward {
@@ -344,26 +344,28 @@ enum GitService {
 }
 
 fn service_named(name: &str) -> Option<GitService> {
-    match name {
+    match name.trim() {
         "git-upload-pack" => Some(GitService::UploadPack),
         "git-receive-pack" => Some(GitService::ReceivePack),
         _ => None,
     }
 }
 
-/// Recognises git smart-HTTP by endpoint, `service=` query and content type.
+/// Recognises git smart-HTTP by endpoint, `service=` query and content type,
+/// on the normalised path (`segs`, lower-cased, see [`path::segments`]).
 /// Push wins over fetch when a request somehow claims both.
-fn git_service(path: &str, query: Option<&str>, headers: &dyn Headers) -> Option<GitService> {
+fn git_service(segs: &[String], query: Option<&str>, headers: &dyn Headers) -> Option<GitService> {
     let mut found = None;
     let mut note = |s: Option<GitService>| {
         if s.is_some() && found != Some(GitService::ReceivePack) {
             found = s;
         }
     };
-    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let last = segs.last().map_or("", String::as_str);
     note(service_named(last));
-    if last == "refs" && path.trim_end_matches('/').ends_with("info/refs") {
-        for (k, v) in query_pairs(query) {
+    let info_refs = last == "refs" && segs.len() >= 2 && segs[segs.len() - 2] == "info";
+    if info_refs {
+        for (k, v) in path::query_pairs(query) {
             if k == "service" {
                 note(service_named(&v));
             }
@@ -383,31 +385,40 @@ fn git_service(path: &str, query: Option<&str>, headers: &dyn Headers) -> Option
     found
 }
 
-fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (
-                percent_decode_str(k).decode_utf8_lossy(),
-                percent_decode_str(v).decode_utf8_lossy(),
-            )
-        })
+/// Shortest `dns=` value taken for an RFC 8484 query: a DNS message is at
+/// least 17 bytes (12 of header, 5 of the smallest question), 23 in base64url.
+const MIN_DNS_PARAM: usize = 16;
+
+fn is_base64url(v: &str) -> bool {
+    v.trim_end_matches('=')
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// DNS-over-HTTPS by media type (RFC 8484 and the JSON variants) or the
-/// conventional `/dns-query` endpoint.
-fn is_doh(path: &str, headers: &dyn Headers) -> bool {
-    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-    if last.eq_ignore_ascii_case("dns-query") {
+/// DNS-over-HTTPS on the normalised path (`segs`): the conventional
+/// `/dns-query` endpoint, an RFC 8484 `?dns=` query on any path, the JSON
+/// API's `/resolve?name=`, or a `DoH` media type (`application/dns-message`,
+/// `application/dns-json`, …) in `Content-Type`, `Accept` or a query value
+/// (`?ct=application/dns-json`).
+fn is_doh(segs: &[String], query: Option<&str>, headers: &dyn Headers) -> bool {
+    let last = segs.last().map_or("", String::as_str);
+    if last == "dns-query" {
+        return true;
+    }
+    let resolve = last == "resolve";
+    let by_query = path::query_pairs(query).any(|(k, v)| {
+        (k == "dns" && v.len() >= MIN_DNS_PARAM && is_base64url(&v))
+            || (resolve && k == "name")
+            || v.contains("application/dns")
+    });
+    if by_query {
         return true;
     }
     ["content-type", "accept"].iter().any(|name| {
         headers.any_value(name, &mut |v| {
-            let v = String::from_utf8_lossy(v).to_ascii_lowercase();
-            v.contains("application/dns-message") || v.contains("application/dns-json")
+            String::from_utf8_lossy(v)
+                .to_ascii_lowercase()
+                .contains("application/dns")
         })
     })
 }

@@ -4,6 +4,7 @@
 
 mod config;
 mod decision;
+mod path;
 
 use std::collections::HashMap;
 
@@ -13,6 +14,7 @@ pub use config::{
     OutboundDetector, PathKind, PathMatch, RouteSpec, RoutesConfig, ValueKind, field_names,
 };
 pub use decision::{Block, BlockReason, Decision, Forward, Headers, Request, Via};
+pub use path::normalize as normalize_path;
 
 use config::{CompiledMatch, CompiledRoutes, PathMatcher, ValueMatcher};
 

@@ -715,6 +715,41 @@ const PUSHES: &[Case] = &[
         "/org/repo.git/git-upload-pack",
         &[("content-type", "application/x-git-receive-pack-request")],
     ),
+    // Spellings a slash-merging, dot-resolving or case-folding backend
+    // reads as the endpoint.
+    (
+        "GET",
+        "/org/repo.git/info//refs?service=git-receive-pack",
+        &[],
+    ),
+    (
+        "GET",
+        "/org/repo.git//info/refs?service=git-receive-pack",
+        &[],
+    ),
+    (
+        "GET",
+        "/org/repo.git/INFO/Refs?Service=GIT-RECEIVE-PACK",
+        &[],
+    ),
+    (
+        "GET",
+        "/org/repo.git/info/refs;x=1?service=git-receive-pack",
+        &[],
+    ),
+    (
+        "GET",
+        "/org/repo.git/info\\refs?service=git-receive-pack",
+        &[],
+    ),
+    (
+        "GET",
+        "/org/repo.git/info%252Frefs?service=git%252Dreceive-pack",
+        &[],
+    ),
+    ("POST", "/org/repo.git//git-receive-pack", &[]),
+    ("POST", "/org/repo.git/Git-Receive-Pack", &[]),
+    ("POST", "/org/repo.git/git-receive-pack;v=2", &[]),
 ];
 
 const FETCHES: &[Case] = &[
@@ -741,6 +776,18 @@ const FETCHES: &[Case] = &[
         "/x",
         &[("accept", "application/x-git-upload-pack-result")],
     ),
+    (
+        "GET",
+        "/org/repo.git/info//refs?service=git-upload-pack",
+        &[],
+    ),
+    (
+        "GET",
+        "/org/repo.git/info/refs?service=GIT-UPLOAD-PACK",
+        &[],
+    ),
+    ("POST", "//org/repo.git//git-upload-pack//", &[]),
+    ("POST", "/org/repo.git/a/b/../../git-upload-pack", &[]),
 ];
 
 #[test]
@@ -756,6 +803,21 @@ fn git_push_is_always_blocked() {
                 );
             }
         }
+    }
+}
+
+/// Dot segments are refused as ambiguous when the route has `matches`;
+/// without, they are resolved before the git rules.
+#[test]
+fn git_endpoints_behind_dot_segments_are_git() {
+    let p = one_route("git: {fetch: true}");
+    for target in [
+        "/org/repo.git/info/./refs?service=git-receive-pack",
+        "/org/repo.git/info/x/../refs?service=git-receive-pack",
+        "/org/repo.git/git-receive-pack/.",
+        "/org/repo.git/x/%2e%2e/git-receive-pack",
+    ] {
+        assert_eq!(blocked(&get(&p, target)), BlockReason::GitPush, "{target}");
     }
 }
 
@@ -815,6 +877,14 @@ fn dns_over_https_is_blocked_even_on_an_allowed_host() {
             "/dns-query/",
             "/resolver/dns-query",
             "/dns%2Dquery",
+            "/resolver//dns-query",
+            "/dns-query;v=1",
+            // RFC 8484 GET on any path, and the JSON API.
+            "/anything?dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB",
+            "/?x=1&dns=q80BAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB",
+            "/resolve?name=example.com&type=A",
+            "/api/v1/Resolve?name=example.com",
+            "/q?ct=application/dns-json&name=example.com",
         ] {
             assert_eq!(
                 blocked(&get(&p, target)),
@@ -827,6 +897,8 @@ fn dns_over_https_is_blocked_even_on_an_allowed_host() {
             ("accept", "application/dns-message"),
             ("Accept", "application/dns-json"),
             ("accept", "text/html, Application/DNS-JSON;q=0.9"),
+            ("content-type", "application/dns-message; charset=binary"),
+            ("accept", "application/dns-udpwireformat"),
         ] {
             assert_eq!(
                 blocked(&https(&p, "POST", "/", &[(name, value)])),
@@ -838,6 +910,10 @@ fn dns_over_https_is_blocked_even_on_an_allowed_host() {
     let p = one_route("");
     assert_forward(&get(&p, "/dns-query-docs"));
     assert_forward(&get(&p, "/docs/dns-query/intro"));
+    assert_forward(&get(&p, "/resolve"));
+    assert_forward(&get(&p, "/search?name=example.com&type=A"));
+    assert_forward(&get(&p, "/settings?dns=off"));
+    assert_forward(&get(&p, "/a//b/./c"));
     assert_forward(&https(&p, "GET", "/", &[("accept", "application/json")]));
 }
 
@@ -1164,4 +1240,151 @@ fn credentials_are_never_injected_over_plain_http() {
         ..req
     };
     assert!(matches!(p.decide(&tls), Decision::Forward(_)));
+}
+
+// ---------------------------------------------------------------------------
+// Path normalisation for the git and DoH rules
+// ---------------------------------------------------------------------------
+
+#[test]
+fn normalisation_reads_the_path_as_the_most_lenient_backend_would() {
+    for (raw, want) in [
+        ("/", "/"),
+        ("", "/"),
+        ("//a///b/", "/a/b"),
+        ("/a/./b/../c", "/a/c"),
+        ("/../../a", "/a"),
+        ("/a%2Fb", "/a/b"),
+        ("/a%252Fb", "/a/b"),
+        ("/a\\b", "/a/b"),
+        ("/a;x=1/B;y", "/a/b"),
+        ("/Info/REFS", "/info/refs"),
+    ] {
+        assert_eq!(normalize_path(raw), want, "{raw:?}");
+    }
+}
+
+/// Git and `DoH` endpoints (path, query) and what each must be refused as.
+const ENDPOINTS: &[(&str, &str, BlockReason)] = &[
+    (
+        "/o/r.git/info/refs",
+        "service=git-receive-pack",
+        BlockReason::GitPush,
+    ),
+    ("/o/r.git/git-receive-pack", "", BlockReason::GitPush),
+    (
+        "/o/r.git/info/refs",
+        "service=git-upload-pack",
+        BlockReason::GitFetch,
+    ),
+    ("/o/r.git/git-upload-pack", "", BlockReason::GitFetch),
+    ("/dns-query", "", BlockReason::DnsOverHttps),
+    (
+        "/p/resolve",
+        "name=example.com&type=A",
+        BlockReason::DnsOverHttps,
+    ),
+];
+
+/// One disguise a lenient backend sees through.
+#[derive(Debug, Clone)]
+enum Disguise {
+    DoubleSlash(usize),
+    DotSegment(usize),
+    DotDot(usize),
+    Percent(usize),
+    DoublePercent(usize),
+    Upper(usize),
+    Param(usize),
+}
+
+fn disguise(path: &str, d: &Disguise) -> String {
+    let slashes: Vec<usize> = path.match_indices('/').map(|(i, _)| i).collect();
+    let at = |n: usize| slashes[n % slashes.len()];
+    let by_slash = matches!(
+        d,
+        Disguise::DoubleSlash(_)
+            | Disguise::DotSegment(_)
+            | Disguise::DotDot(_)
+            | Disguise::Param(_)
+    );
+    if by_slash && slashes.is_empty() {
+        // An earlier disguise encoded the only slash.
+        return path.to_owned();
+    }
+    match d {
+        Disguise::DoubleSlash(n) => format!("{}/{}", &path[..at(*n)], &path[at(*n)..]),
+        Disguise::DotSegment(n) => format!("{}/.{}", &path[..at(*n)], &path[at(*n)..]),
+        Disguise::DotDot(n) => format!("{}/zz/..{}", &path[..at(*n)], &path[at(*n)..]),
+        Disguise::Percent(n) | Disguise::DoublePercent(n) => {
+            let i = n % path.len();
+            let c = path.as_bytes()[i];
+            if c == b'%' {
+                // Nesting escapes deeper than any backend decodes proves nothing.
+                return path.to_owned();
+            }
+            let enc = if matches!(d, Disguise::Percent(_)) {
+                format!("%{c:02X}")
+            } else {
+                format!("%25{c:02X}")
+            };
+            format!("{}{enc}{}", &path[..i], &path[i + 1..])
+        }
+        Disguise::Upper(n) => {
+            let i = n % path.len();
+            format!("{}{}", &path[..i], path[i..].to_ascii_uppercase())
+        }
+        Disguise::Param(n) => {
+            let end = slashes
+                .get(n % slashes.len() + 1)
+                .copied()
+                .unwrap_or(path.len());
+            format!("{};p=1{}", &path[..end], &path[end..])
+        }
+    }
+}
+
+fn arb_disguise() -> impl Strategy<Value = Disguise> {
+    (0usize..7, 0usize..64).prop_map(|(k, n)| match k {
+        0 => Disguise::DoubleSlash(n),
+        1 => Disguise::DotSegment(n),
+        2 => Disguise::DotDot(n),
+        3 => Disguise::Percent(n),
+        4 => Disguise::DoublePercent(n),
+        5 => Disguise::Upper(n),
+        _ => Disguise::Param(n),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Normalising twice changes nothing.
+    #[test]
+    fn normalisation_is_idempotent(path in "[/a-zA-Z.%25\\\\;2F]{0,16}") {
+        let once = normalize_path(&path);
+        prop_assert_eq!(normalize_path(&once), once);
+    }
+
+    /// However a git or `DoH` endpoint is disguised, it is refused for the
+    /// same reason as its plain spelling.
+    #[test]
+    fn disguised_endpoints_are_refused_like_the_plain_ones(
+        which in 0..ENDPOINTS.len(),
+        disguises in prop::collection::vec(arb_disguise(), 1..4),
+    ) {
+        let (path, query, reason) = &ENDPOINTS[which];
+        let mut p = (*path).to_owned();
+        for d in &disguises {
+            p = disguise(&p, d);
+        }
+        let target = if query.is_empty() { p.clone() } else { format!("{p}?{query}") };
+        let policy = one_route("");
+        let d = get(&policy, &target);
+        prop_assert_eq!(blocked(&d), reason.clone(), "{}", target);
+    }
 }

@@ -21,12 +21,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::Shared;
-use super::body::{HitSlot, ScannedBody};
+use super::body::{self as scan_body, DecodedBody, HitSlot, ScannedBody};
 use super::conn::{Activity, Progress, Watched};
 use super::error::{ClientError, ProxyError, UpstreamError, rescue};
 use super::upstream::{BoxError, ProxyBody};
 use crate::dlp::{DetectorSet, Hit, StreamScanner};
 use crate::policy::{self, Block, BlockReason, Decision, Forward, LogLevel, Via};
+use crate::redact::log_field;
 
 /// Bodies are held whole while scanned up to this size: a request body that
 /// hits never reaches the upstream at all, and a response that hits is
@@ -35,19 +36,30 @@ const HOLD_LIMIT: usize = 256 * 1024;
 
 /// A body read through a scanner up to [`HOLD_LIMIT`].
 enum Held<B> {
-    /// The whole body, scanned and clean.
-    Whole(Vec<u8>),
+    /// The whole body and its trailers, scanned and clean.
+    Whole(Vec<u8>, Option<HeaderMap>),
     /// The cleared start of a larger body, and the rest still to stream.
     Partial(Box<(Vec<u8>, StreamScanner, B)>),
     /// The scanner fired.
     Hit(Hit),
-    /// Reading the body failed.
+    /// Reading (or decoding) the body failed.
     Failed(BoxError),
+}
+
+/// A held body as a message body again, trailers included.
+fn held_body(bytes: Vec<u8>, trailers: Option<HeaderMap>) -> ProxyBody {
+    match trailers {
+        None => full(bytes),
+        Some(t) => Full::new(Bytes::from(bytes))
+            .map_err(|never: Infallible| match never {})
+            .with_trailers(std::future::ready(Some(Ok(t))))
+            .boxed_unsync(),
+    }
 }
 
 async fn hold<B>(mut body: B, mut scanner: StreamScanner, length: Option<u64>) -> Held<B>
 where
-    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     // Sized once from Content-Length: doubling a 64 KiB body's buffer held
@@ -59,25 +71,34 @@ where
     });
     let mut cleared = Vec::with_capacity(capacity);
     loop {
-        match body.frame().await {
-            None => {
-                return match scanner.finish(&mut cleared) {
-                    Ok(()) => Held::Whole(cleared),
-                    Err(hit) => Held::Hit(hit),
-                };
-            }
+        let trailers = match body.frame().await {
+            None => None,
             Some(Err(e)) => return Held::Failed(e.into()),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data()
-                    && let Err(hit) = scanner.feed(&data, &mut cleared)
-                {
-                    return Held::Hit(hit);
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    if let Err(hit) = scanner.feed(&data, &mut cleared) {
+                        return Held::Hit(hit);
+                    }
+                    if cleared.len() >= HOLD_LIMIT {
+                        return Held::Partial(Box::new((cleared, scanner, body)));
+                    }
+                    continue;
                 }
-                if cleared.len() >= HOLD_LIMIT {
-                    return Held::Partial(Box::new((cleared, scanner, body)));
-                }
-            }
+                Err(frame) => frame.into_trailers().ok(),
+            },
+        };
+        // The end, or trailers (which end the body): finish the scan, then
+        // scan the trailers as header fields before keeping them.
+        if let Err(hit) = scanner.finish(&mut cleared) {
+            return Held::Hit(hit);
         }
+        if let Some(hit) = trailers
+            .as_ref()
+            .and_then(|t| scan_body::scan_trailers(&scanner, t))
+        {
+            return Held::Hit(hit);
+        }
+        return Held::Whole(cleared, trailers);
     }
 }
 
@@ -221,10 +242,14 @@ fn connect(
         return Err(needs);
     };
     let generation = shared.current();
-    generation
-        .policy
-        .check_connect(&host, port)
-        .map_err(ProxyError::Policy)?;
+    if let Err(mut block) = generation.policy.check_connect(&host, port) {
+        // The gate sees the host as the agent spelled it: lower-casing must
+        // not hide a secret (or its base64) used as a label.
+        if log_field(&generation.engine, authority.host()) != authority.host() {
+            crate::redact::REDACTED_FIELD.clone_into(&mut block.host);
+        }
+        return Err(ProxyError::Policy(block));
+    }
     // Minted only now: a host the policy refuses never gets a certificate.
     let before = shared.leaves.minted();
     let leaf = match shared.leaves.get(&host) {
@@ -389,32 +414,22 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// A path safe to log: scanned first, so a credential in a refused URL
-/// never reaches the logs.
-fn loggable_path(generation: &super::Generation, path: &str) -> String {
-    if generation
-        .engine
-        .scan(DetectorSet::OUTBOUND, path.as_bytes())
-        .is_some()
-    {
-        "<redacted: credential in path>".into()
-    } else {
-        path.to_owned()
-    }
-}
-
 pub(super) fn log_block(generation: &super::Generation, block: &Block, method: &str, path: &str) {
     if generation.policy.config().log >= LogLevel::Blocked {
-        let path = loggable_path(generation, path);
+        // Every field through the one gate: a CONNECT to `<secret>.example`
+        // or a secret in a refused path never reaches the log.
+        let host = log_field(&generation.engine, &block.host);
+        let path = log_field(&generation.engine, path);
+        let method = log_field(&generation.engine, method);
         if let BlockReason::Dlp(hit) = &block.reason {
             tracing::info!(
-                host = %block.host, method, path = %path, action = "block",
+                host = %host, method = %method, path = %path, action = "block",
                 reason = block.reason.tag(), detector = hit.detector.name(), rule = %hit.rule,
                 "request blocked"
             );
         } else {
             tracing::info!(
-                host = %block.host, method, path = %path, action = "block",
+                host = %host, method = %method, path = %path, action = "block",
                 reason = block.reason.tag(), "request blocked"
             );
         }
@@ -505,7 +520,15 @@ async fn pipeline(
             );
             return Ok(r);
         }
-        Decision::Block(b) => return Err(ProxyError::Policy(b)),
+        Decision::Block(mut b) => {
+            // As for CONNECT: the gate sees the host as the agent spelled it.
+            if let Some(raw) = req.uri().host()
+                && log_field(&generation.engine, raw) != raw
+            {
+                crate::redact::REDACTED_FIELD.clone_into(&mut b.host);
+            }
+            return Err(ProxyError::Policy(b));
+        }
         Decision::Forward(f) => f,
     };
     let injects = forward.auth().is_some();
@@ -577,7 +600,7 @@ async fn pipeline(
         )
         .await
         {
-            Held::Whole(bytes) => full(bytes),
+            Held::Whole(bytes, trailers) => held_body(bytes, trailers),
             Held::Partial(partial) => {
                 let (cleared, scanner, rest) = *partial;
                 ScannedBody::new(rest, scanner, Arc::clone(&slot))
@@ -621,8 +644,14 @@ async fn pipeline(
         }
     };
     if generation.policy.config().log >= LogLevel::All {
+        // Logged whatever the route's detectors: the gate scans for every
+        // registered secret.
+        let (host, path) = (
+            log_field(&generation.engine, &target.host),
+            log_field(&generation.engine, &path),
+        );
         tracing::info!(
-            host = %target.host, method, path = %path, route = forward.route_index,
+            host = %host, method, path = %path, route = forward.route_index,
             action = "forward", status = response.status().as_u16(), "request forwarded"
         );
     }
@@ -803,7 +832,12 @@ async fn websocket(
         }
     }
     let generation = Arc::clone(generation);
-    let (outbound_set, inbound_set) = (forward.outbound, forward.inbound);
+    let outbound_set = forward.outbound;
+    let inbound_set = if generation.engine.has_known_secrets() {
+        forward.inbound.with(crate::dlp::Detector::KnownSecrets)
+    } else {
+        forward.inbound
+    };
     let host = target.host.clone();
     let path = path.to_owned();
     // The relay keeps the client connection's slot, is tracked, and ends
@@ -858,6 +892,14 @@ async fn websocket(
     Ok(out)
 }
 
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .to_ascii_lowercase()
+            .starts_with(b"text/event-stream")
+    })
+}
+
 /// Media types inbound DLP reads; anything else (images, archives, binary
 /// downloads) passes unscanned, as phrase matching on it means nothing.
 fn is_textual(headers: &HeaderMap) -> bool {
@@ -878,6 +920,26 @@ fn is_textual(headers: &HeaderMap) -> bool {
         || ct.contains("markdown")
 }
 
+/// The detectors a response is scanned with: the route's inbound set on
+/// textual bodies, and always `known_secrets` while the engine holds any,
+/// so a response never carries back a registered secret (above all the
+/// token egress itself injected, which an echoing upstream returns).
+fn response_detectors(
+    forward: &Forward<'_>,
+    generation: &super::Generation,
+    headers: &HeaderMap,
+) -> DetectorSet {
+    let mut set = if is_textual(headers) {
+        forward.inbound
+    } else {
+        DetectorSet::NONE
+    };
+    if generation.engine.has_known_secrets() {
+        set = set.with(crate::dlp::Detector::KnownSecrets);
+    }
+    set
+}
+
 async fn inbound(
     response: Response<Incoming>,
     forward: &Forward<'_>,
@@ -890,51 +952,61 @@ async fn inbound(
     strip_hop_by_hop(&mut parts.headers);
     // Never let a client leave the proxied path for QUIC.
     parts.headers.remove(header::ALT_SVC);
-    if forward.inbound.is_empty() || !is_textual(&parts.headers) {
+    let set = response_detectors(forward, generation, &parts.headers);
+    if set.is_empty() {
         let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
         return Response::from_parts(parts, body);
     }
-    for value in parts.headers.values() {
-        if let Some(hit) = generation.engine.scan(forward.inbound, value.as_bytes()) {
-            return blocked(
-                generation,
-                &target.host,
-                BlockReason::Dlp(hit),
-                method,
-                path,
-            );
+    let refuse = |reason| blocked(generation, &target.host, reason, method, path);
+    for (name, value) in &parts.headers {
+        let mut field = Vec::with_capacity(name.as_str().len() + 2 + value.len());
+        field.extend_from_slice(name.as_str().as_bytes());
+        field.extend_from_slice(b": ");
+        field.extend_from_slice(value.as_bytes());
+        if let Some(hit) = generation.engine.scan(set, &field) {
+            return refuse(BlockReason::Dlp(hit));
         }
+    }
+    // The scanner reads what the agent will: a compressed body is decoded
+    // first (bounded), and one that cannot be decoded is refused.
+    let body: ProxyBody = match scan_body::content_coding(&parts.headers) {
+        Err(()) => return refuse(BlockReason::UnscannableBody),
+        Ok(None) => body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+        Ok(Some(coding)) => {
+            parts.headers.remove(header::CONTENT_ENCODING);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            DecodedBody::new(body, coding).boxed_unsync()
+        }
+    };
+    // An event stream (model APIs stream their answers as one) is relayed
+    // as it arrives, never held: a hit cuts it instead of replacing it.
+    if is_event_stream(&parts.headers) {
+        let slot: HitSlot = Arc::new(Mutex::new(None));
+        let body = ScannedBody::new(body, generation.engine.scanner(set), slot).boxed_unsync();
+        return Response::from_parts(parts, body);
     }
     let content_length = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let (cleared, scanner, body) = match hold(
-        body,
-        generation.engine.scanner(forward.inbound),
-        content_length,
-    )
-    .await
-    {
-        Held::Whole(bytes) => return Response::from_parts(parts, full(bytes)),
-        Held::Partial(partial) => *partial,
-        Held::Hit(hit) => {
-            return blocked(
-                generation,
-                &target.host,
-                BlockReason::Dlp(hit),
-                method,
-                path,
-            );
-        }
-        Held::Failed(e) => {
-            let cause = format!("reading its body: {}", super::error::error_chain(&*e));
-            let host = target.host.clone();
-            let failed = ProxyError::Upstream(UpstreamError::Failed { host, cause });
-            return rescue(failed, generation, method, path);
-        }
-    };
+    let (cleared, scanner, body) =
+        match hold(body, generation.engine.scanner(set), content_length).await {
+            Held::Whole(bytes, trailers) => {
+                return Response::from_parts(parts, held_body(bytes, trailers));
+            }
+            Held::Partial(partial) => *partial,
+            Held::Hit(hit) => return refuse(BlockReason::Dlp(hit)),
+            Held::Failed(e) if e.is::<scan_body::DecodeError>() => {
+                return refuse(BlockReason::UnscannableBody);
+            }
+            Held::Failed(e) => {
+                let cause = format!("reading its body: {}", super::error::error_chain(&*e));
+                let host = target.host.clone();
+                let failed = ProxyError::Upstream(UpstreamError::Failed { host, cause });
+                return rescue(failed, generation, method, path);
+            }
+        };
     // Large: stream the rest; a later hit cuts the body short.
     let slot: HitSlot = Arc::new(Mutex::new(None));
     let rest = ScannedBody::new(body, scanner, slot)
