@@ -5,8 +5,10 @@
 //! `capability-block` proposals with it, git-gate queues `gitleaks-allow`
 //! proposals with it, and the operator's `bot-bottle supervise` answers
 //! them with it. The queue module does no networking and pulls in no async
-//! runtime, so every one of those can link it.
+//! runtime, so every one of those can link it. Every decision is appended
+//! to the operator's hash-chained [`audit`] log.
 
+pub mod audit;
 pub mod queue;
 
 pub use queue::{
