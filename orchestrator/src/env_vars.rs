@@ -34,6 +34,10 @@ pub const BOT_BOTTLE_WAIT_TEARDOWN: &str = "BOT_BOTTLE_WAIT_TEARDOWN";
 /// `1` (or `true`, `yes`) makes `start` a dry run, as `--dry-run` does;
 /// `0`, `false`, `no` or empty leave it off. Anything else is refused.
 pub const BOT_BOTTLE_DRY_RUN: &str = "BOT_BOTTLE_DRY_RUN";
+/// The operator's user name, recorded as who decided a supervise proposal.
+pub const USER: &str = "USER";
+/// The user name when `USER` is unset.
+pub const LOGNAME: &str = "LOGNAME";
 /// Editor for `edit` (then `EDITOR`, then `vi` on a terminal).
 pub const VISUAL: &str = "VISUAL";
 /// Editor for `edit` when `VISUAL` is unset.

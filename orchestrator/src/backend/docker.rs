@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+mod reload;
+
 use super::{ActiveBottle, Backend, Check, Meta, Owner, Resource, RunRequest, Snapshot, limits};
 use crate::env_vars;
 use crate::paths::Paths;
@@ -2016,6 +2018,10 @@ impl Backend for Docker {
             });
         }
         Ok(out)
+    }
+
+    fn reload_routes(&self, slug: &str) -> anyhow::Result<super::Reload> {
+        reload::reload_routes(self, slug)
     }
 
     fn doctor(&self) -> Vec<Check> {
