@@ -11,7 +11,7 @@ use bb_supervise::queue::Tool;
 use serde_json::json;
 
 use crate::paths::Paths;
-use crate::supervise::{self, Item, Verdict};
+use crate::supervise::{self, Item, Verdict, one_line, printable};
 
 /// `supervise` flags.
 #[derive(Debug, clap::Args)]
@@ -170,41 +170,6 @@ fn list(paths: &Paths, json: bool) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
-}
-
-/// The first line of untrusted text, shortened, control characters
-/// escaped (a justification cannot move the cursor or clear the screen).
-pub(crate) fn one_line(text: &str, max: usize) -> String {
-    let first = text.lines().next().unwrap_or("");
-    let mut out: String = first
-        .chars()
-        .take(max)
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect();
-    if first.chars().count() > max || text.lines().nth(1).is_some() {
-        out.push('…');
-    }
-    out
-}
-
-/// Untrusted text with control characters other than newline and tab
-/// escaped, for printing whole.
-pub(crate) fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }
 
 fn show(paths: &Paths, id: &str, json: bool) -> anyhow::Result<ExitCode> {

@@ -82,8 +82,7 @@ pub fn operator_name() -> String {
         }
     }
     std::fs::metadata("/proc/self")
-        .map(|m| format!("uid {}", m.uid()))
-        .unwrap_or_else(|_| "unknown".into())
+        .map_or_else(|_| "unknown".into(), |m| format!("uid {}", m.uid()))
 }
 
 /// Every bottle under the state root with a `queue/` folder, by slug.
@@ -367,4 +366,41 @@ fn join_notes(operator: &str, applied: &str) -> String {
     } else {
         format!("{operator}\n{applied}")
     }
+}
+
+/// The first line of untrusted text, shortened, control characters
+/// escaped (a justification cannot move the cursor or clear the screen).
+#[must_use]
+pub fn one_line(text: &str, max: usize) -> String {
+    let first = text.lines().next().unwrap_or("");
+    let mut out: String = first
+        .chars()
+        .take(max)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if first.chars().count() > max || text.lines().nth(1).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Untrusted text with control characters other than newline and tab
+/// escaped, for printing whole.
+#[must_use]
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }

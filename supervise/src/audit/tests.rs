@@ -9,7 +9,7 @@ fn decision(n: usize) -> Decision {
         bottle: "dev-39f9ff".into(),
         id: ProposalId::parse(&format!("p-{n}")).unwrap(),
         tool: Tool::Allow,
-        status: if n % 2 == 0 {
+        status: if n.is_multiple_of(2) {
             Status::Approved
         } else {
             Status::Rejected
@@ -21,7 +21,7 @@ fn decision(n: usize) -> Decision {
             "live",
             "proposed",
         ),
-        final_file_hash: (n % 2 == 0).then(|| sha256_hex(b"x")),
+        final_file_hash: n.is_multiple_of(2).then(|| sha256_hex(b"x")),
     }
 }
 
@@ -238,7 +238,7 @@ proptest! {
         if order.iter().enumerate().all(|(i, &j)| i == j) {
             order.swap(0, 1);
         }
-        let shuffled: String = order.iter().map(|&i| format!("{}\n", lines[i])).collect();
+        let shuffled: String = order.iter().map(|&i| lines[i].to_owned() + "\n").collect();
         fs::write(log.log_path(), shuffled).unwrap();
         prop_assert!(log.verify().is_err(), "reordered {order:?}");
 
@@ -247,7 +247,7 @@ proptest! {
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != d)
-            .map(|(_, l)| format!("{l}\n"))
+            .map(|(_, l)| (*l).to_owned() + "\n")
             .collect();
         fs::write(log.log_path(), dropped).unwrap();
         prop_assert!(log.verify().is_err(), "dropped line {}", d + 1);
