@@ -169,6 +169,14 @@ impl Daemon {
         argv
     }
 
+    /// Whether the daemon reloads on `SIGHUP` and so is sent it. Only
+    /// egress does (its routes.yaml, after an approved supervise
+    /// proposal); to the others SIGHUP's default action is death, which
+    /// would take the whole bundle down.
+    pub(crate) fn reloads_on_hup(self) -> bool {
+        matches!(self, Daemon::Egress)
+    }
+
     /// Whether the daemon may see the `EGRESS_TOKEN_*` variables.
     pub(crate) fn gets_egress_tokens(self) -> bool {
         self.spec().egress_tokens
