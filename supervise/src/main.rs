@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use bb_supervise::env_vars::BB_SUPERVISE_LOG;
+use bb_supervise::env_vars::{BB_SUPERVISE_LOG, BB_SUPERVISE_SLUG};
 use bb_supervise::server::{self, Config, Supervise};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +32,7 @@ struct Cli {
     #[arg(long, value_name = "URL")]
     egress_proxy: Option<String>,
     /// The bottle slug written into proposals (default: DIR's name).
-    #[arg(long)]
+    #[arg(long, env = BB_SUPERVISE_SLUG)]
     slug: Option<String>,
     /// Another accepted `Host` name (repeatable); `supervise`, `localhost`,
     /// `127.0.0.1` and `::1` always are.

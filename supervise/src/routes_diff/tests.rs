@@ -106,14 +106,24 @@ fn dropping_matches_opens_the_whole_host() {
 
 #[test]
 fn narrowing_is_listed_apart_and_does_not_widen() {
+    let live = "\
+routes:
+  - host: api.example.com
+    matches:
+      - paths: [{value: /v1/}]
+        methods: [GET]
+      - paths: [{value: /v2/}]
+  - host: pypi.org
+";
     let proposed = "\
 log: 2
 routes:
   - host: api.example.com
     matches:
-      - paths: [{type: exact, value: /v1/x}]
+      - paths: [{value: /v1/}]
+        methods: [GET]
 ";
-    let changes = compare(&cfg(LIVE), &cfg(proposed));
+    let changes = compare(&cfg(live), &cfg(proposed));
     assert_eq!(
         changes,
         vec![
@@ -123,11 +133,31 @@ routes:
             Change::RemovedHost {
                 host: "pypi.org".into()
             },
-            Change::Log { from: 0, to: 2 },
+            Change::Log { from: 1, to: 2 },
         ]
     );
     assert!(!changes.iter().any(Change::widens));
     assert!(summary(&changes).starts_with("also changes:\n"));
+}
+
+#[test]
+fn a_new_matches_entry_counts_as_widening_even_when_it_looks_narrower() {
+    // `exact /v1/x` with no method list lets POST through, which the live
+    // GET-only entry did not: entries are compared whole, conservatively.
+    let proposed = "\
+routes:
+  - host: api.example.com
+    matches:
+      - paths: [{type: exact, value: /v1/x}]
+  - host: pypi.org
+";
+    assert_eq!(
+        compare(&cfg(LIVE), &cfg(proposed)),
+        vec![Change::MatchesAdded {
+            host: "api.example.com".into(),
+            count: 1
+        }]
+    );
 }
 
 #[test]
