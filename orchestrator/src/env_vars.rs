@@ -45,3 +45,10 @@ pub const EDITOR: &str = "EDITOR";
 /// Prefix of the variables that carry route secrets into the egress proxy
 /// (the proxy's own `EGRESS_TOKEN_PREFIX`).
 pub const EGRESS_TOKEN_PREFIX: &str = bb_egress::env_vars::EGRESS_TOKEN_PREFIX;
+
+/// Set on the sidecar bundle: the bottle's slug, which `bb-supervise`
+/// writes into each proposal (its state folder is mounted at a fixed path,
+/// so the folder's name cannot say it). Read by `bb-supervise`
+/// (`bb_supervise::env_vars::BB_SUPERVISE_SLUG`); repeated here so the
+/// orchestrator need not link the server.
+pub const BB_SUPERVISE_SLUG: &str = "BB_SUPERVISE_SLUG";

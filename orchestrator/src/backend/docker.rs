@@ -734,7 +734,7 @@ impl Docker {
 }
 
 /// The command that builds the bundle binaries.
-pub const STATIC_BUILD: &str = "CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu -p bb-egress -p bb-init";
+pub const STATIC_BUILD: &str = "CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu -p bb-egress -p bb-init -p bb-supervise";
 
 /// A tar stream for `docker cp`, owning files under the agent's home and
 /// workdir by the agent user and everything else by root.
@@ -860,7 +860,7 @@ fn bundle_layer(files: &[(String, Vec<u8>)], roots: &[u8]) -> std::io::Result<Ve
         layer.append_data(&mut h, path, data)
     };
     entry("bb/", 0o755, &[], true)?;
-    for sub in ["bb/config/", "bb/ca/", "bb/queue/"] {
+    for sub in ["bb/config/", "bb/ca/", "bb/state/", "bb/state/queue/"] {
         entry(sub, 0o755, &[], true)?;
     }
     for (name, bytes) in files {
@@ -1562,9 +1562,22 @@ impl Backend for Docker {
         bundle
             .arg("-v")
             .arg(format!("{}:/bb/ca:ro", plan.state.ca_dir().display()));
-        bundle
-            .arg("-v")
-            .arg(format!("{}:/bb/queue", plan.state.queue_dir().display()));
+        if daemons.contains(&Daemon::Supervise) {
+            // bb-supervise's view of the state folder: the queue it writes
+            // and the live routes it compares proposals with; never the
+            // CA key or the git-gate keys beside them.
+            bundle.arg("-v").arg(format!(
+                "{}:/bb/state/queue",
+                plan.state.queue_dir().display()
+            ));
+            bundle.arg("-v").arg(format!(
+                "{}:/bb/state/routes.yaml:ro",
+                plan.state.routes_file().display()
+            ));
+            bundle
+                .arg("-e")
+                .arg(format!("{}={}", env_vars::BB_SUPERVISE_SLUG, plan.slug));
+        }
         if let Some(ca) =
             std::env::var_os(env_vars::BOT_BOTTLE_UPSTREAM_CA).filter(|s| !s.is_empty())
         {
