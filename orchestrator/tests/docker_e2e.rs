@@ -1275,3 +1275,154 @@ fn sigterm_to_bot_bottle_stops_the_agent_and_tears_down() {
     }
     assert_eq!(leftovers_after_teardown(&f, "term"), Vec::<String>::new());
 }
+
+/// `bot-bottle supervise list --json` until it holds a proposal not in
+/// `seen`; returns it.
+fn wait_proposal(f: &Fixture, seen: &[String]) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_mins(3);
+    loop {
+        let (code, out, err, _) = run(f, &["supervise", "list", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if let Some(p) = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| !seen.iter().any(|s| p["id"] == s.as_str()))
+        {
+            return p.clone();
+        }
+        assert!(Instant::now() < deadline, "no new proposal arrived: {out}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The life of a proposal through the real bundle: the agent is refused a
+/// host, asks for it with `allow` over MCP (busybox wget, JSON-RPC), the
+/// operator approves with `bot-bottle supervise approve`, egress reloads
+/// (SIGHUP through bb-init) and the agent's next request reaches the
+/// upstream. A second proposal, rejected, changes nothing and the agent
+/// reads the rejection with `proposal-status`. The audit log verifies.
+#[test]
+fn an_approved_allow_opens_the_host_live_and_a_rejected_one_changes_nothing() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("sup");
+    write(
+        &f.home.join(".bot-bottle/bottles/sup.md"),
+        "---\nagent_provider:\n  template: e2e\n---\n",
+    );
+    write(
+        &f.home.join(".bot-bottle/agents/sup.md"),
+        "---\nbottle: sup\n---\nYou are a supervise test.\n",
+    );
+    let allowed = r"routes:\n  - host: upstream.test\n    allow_private: true\n";
+    let also =
+        r"routes:\n  - host: upstream.test\n    allow_private: true\n  - host: rejected.test\n";
+    let script = format!(
+        r#"mcp() {{ /bin/busybox wget -q -Y off -O - --header 'Content-Type: application/json' --header 'Accept: application/json, text/event-stream' --header 'MCP-Protocol-Version: 2025-06-18' --post-data "$1" http://supervise:9100/mcp; }}
+echo '== refused'; /bin/bb-probe https https://upstream.test/hello; echo; echo rc=$?
+echo '== init'; mcp '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"e2e","version":"1"}}}}}}'; echo
+mcp '{{"jsonrpc":"2.0","method":"notifications/initialized"}}' >/dev/null 2>&1
+echo '== allow'; mcp '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"allow","arguments":{{"routes_yaml":"{allowed}","justification":"the e2e upstream serves /hello"}}}}}}'; echo
+echo '== allowed'
+i=0; while [ $i -lt 240 ]; do out=$(/bin/bb-probe https https://upstream.test/hello); case "$out" in *status=200*) break;; esac; i=$((i+1)); sleep 0.5; done; echo "$out"
+echo '== second'; second=$(mcp '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"allow","arguments":{{"routes_yaml":"{also}","justification":"and rejected.test"}}}}}}'); echo "$second"
+id=$(echo "$second" | /bin/busybox sed -n 's/.*Proposal \([0-9a-f-]*\).*/\1/p')
+echo '== second-status'
+i=0; while [ $i -lt 6 ]; do st=$(mcp "{{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{{\"name\":\"proposal-status\",\"arguments\":{{\"id\":\"$id\",\"wait_seconds\":30}}}}}}"); case "$st" in *rejected*) break;; esac; i=$((i+1)); done; echo "$st"
+echo '== rejected-host'; /bin/bb-probe https https://rejected.test/; echo; echo rc=$?
+echo '== end'
+"#
+    );
+    let launch = bot_bottle(
+        &f,
+        &[
+            "start",
+            "sup",
+            "--yes",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+
+    // The operator: approve the first proposal.
+    let first = wait_proposal(&f, &[]);
+    assert_eq!(first["tool"], "allow", "{first}");
+    let slug = first["bottle_slug"].as_str().unwrap().to_owned();
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let (code, out, err, took) = run(&f, &["supervise", "approve", &first_id, "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["status"], "approved", "{answer}");
+    assert!(
+        answer["notes"]
+            .as_str()
+            .unwrap()
+            .contains("egress reloaded"),
+        "{answer}"
+    );
+    eprintln!("approve with a live egress reload took {took:?}");
+    let routes_file = f
+        .home
+        .join(".bot-bottle/state")
+        .join(&slug)
+        .join("routes.yaml");
+    let live = std::fs::read_to_string(&routes_file).unwrap();
+    assert!(live.contains("upstream.test"), "{live}");
+
+    // Reject the second: the live routes stay as they are.
+    let second = wait_proposal(&f, &[first_id.clone()]);
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    let (code, out, err, _) = run(
+        &f,
+        &[
+            "supervise",
+            "reject",
+            &second_id,
+            "--reason",
+            "rejected.test is not needed",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(std::fs::read_to_string(&routes_file).unwrap(), live);
+
+    let done = launch.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&done.stdout).into_owned();
+    let err = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(section(&out, "refused").contains("status=403"), "{out}");
+    assert!(section(&out, "allow").contains(&first_id), "{out}");
+    assert!(section(&out, "allowed").contains("status=200"), "{out}");
+    assert!(section(&out, "second-status").contains("rejected"), "{out}");
+    assert!(
+        section(&out, "second-status").contains("rejected.test is not needed"),
+        "{out}"
+    );
+    assert!(
+        section(&out, "rejected-host").contains("status=403"),
+        "{out}"
+    );
+    let logs = docker_ok(&["logs", &f.upstream]);
+    assert!(logs.contains("path=/hello"), "{logs}");
+
+    // Two decisions, one chain that verifies.
+    let (code, out, err, _) = run(&f, &["supervise", "verify", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entries"], 2, "{v}");
+    assert_eq!(leftovers_after_teardown(&f, "sup"), Vec::<String>::new());
+}
