@@ -130,6 +130,18 @@ impl Entry {
     pub fn hash(&self) -> String {
         sha256_hex(&entry_json(self))
     }
+
+    /// The log line (newline included) a record of this entry is.
+    #[must_use]
+    pub fn line(&self) -> Vec<u8> {
+        let record = Record {
+            hash: self.hash(),
+            entry: self.clone(),
+        };
+        let mut line = serde_json::to_vec(&record).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
 }
 
 fn entry_json(entry: &Entry) -> Vec<u8> {
@@ -520,12 +532,7 @@ impl AuditLock<'_> {
             final_file_hash: decision.final_file_hash,
         };
         let hash = entry.hash();
-        let record = Record {
-            hash: hash.clone(),
-            entry,
-        };
-        let mut line = serde_json::to_vec(&record).unwrap_or_default();
-        line.push(b'\n');
+        let line = entry.line();
         let path = self.log.log_path();
         let io_err = |p: &Path, source| AuditError::Io {
             path: p.to_owned(),
@@ -541,7 +548,7 @@ impl AuditLock<'_> {
         file.write_all(&line).map_err(|e| io_err(&path, e))?;
         file.sync_data().map_err(|e| io_err(&path, e))?;
         let head = Head {
-            count: record.entry.seq,
+            count: entry.seq,
             hash,
         };
         let head_path = self.log.head_path();
@@ -560,7 +567,7 @@ impl AuditLock<'_> {
             fs::rename(&tmp, &head_path)
         };
         write_head().map_err(|e| io_err(&head_path, e))?;
-        Ok(record.entry)
+        Ok(entry)
     }
 }
 

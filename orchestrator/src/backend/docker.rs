@@ -541,7 +541,7 @@ impl Docker {
     }
 
     /// Mints the bottle CA with `bb-egress ca init`, name-constrained to
-    /// the allowlisted hosts.
+    /// the allowlisted hosts unless supervise can add hosts later.
     fn mint_ca(plan: &LaunchPlan) -> anyhow::Result<()> {
         let ca_dir = plan.state.ca_dir();
         if ca_dir.join("ca.crt").is_file() {
@@ -552,10 +552,19 @@ impl Docker {
             .map_err(|e| anyhow::anyhow!("routes.yaml: {e}"))?;
         let mut c = Command::new(&bin);
         c.arg("ca").arg("init").arg(&ca_dir).stdin(Stdio::null());
-        for r in &cfg.routes {
-            c.arg("--permit").arg(&r.host);
+        // With supervise the allowlist is not fixed for the bottle's life:
+        // an approved proposal adds hosts while the agent runs, and the
+        // agent already trusts this CA, so it cannot be re-minted with
+        // wider constraints. Such a CA is unconstrained (its key never
+        // leaves the state folder and the bundle); a bottle without
+        // supervise keeps its launch routes and gets a CA constrained to
+        // them (bb-egress `ca.rs`, name constraints).
+        if !plan.daemons.contains(&Daemon::Supervise) {
+            for r in &cfg.routes {
+                c.arg("--permit").arg(&r.host);
+            }
+            c.arg("--permit").arg(bb_egress::policy::INTROSPECTION_HOST);
         }
-        c.arg("--permit").arg(bb_egress::policy::INTROSPECTION_HOST);
         let out = c
             .output()
             .with_context(|| format!("running {}", bin.display()))?;
