@@ -1426,3 +1426,72 @@ echo '== end'
     assert_eq!(v["entries"], 2, "{v}");
     assert_eq!(leftovers_after_teardown(&f, "sup"), Vec::<String>::new());
 }
+
+/// An approval egress refuses to load (here: a route whose token the
+/// bundle was never given) leaves the old routes running and on disk, the
+/// bundle up, and the proposal `failed` with egress's reason. The bottle
+/// has no supervise server: the operator side needs only the queue.
+#[test]
+fn a_reload_egress_refuses_keeps_the_old_routes_and_fails_the_proposal() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("refuse");
+    let (mut launch, slug) = start_sleeping(&f, "refuse");
+    let state = f.home.join(".bot-bottle/state").join(&slug);
+    let live = std::fs::read_to_string(state.join("routes.yaml")).unwrap();
+    let bad = "routes:\n  - host: more.test\n    auth_scheme: Bearer\n    token_env: EGRESS_TOKEN_NOT_IN_THE_BUNDLE\n";
+    let proposal = bb_supervise::Proposal::new(
+        &slug,
+        bb_supervise::Tool::Allow,
+        bad.into(),
+        "more.test needs a token".into(),
+        Some(&live),
+    )
+    .unwrap();
+    bb_supervise::Queue::open(state.join("queue"))
+        .unwrap()
+        .submit(&proposal)
+        .unwrap();
+    let (code, out, err, _) = run(
+        &f,
+        &["supervise", "approve", proposal.id.as_str(), "--json"],
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["status"], "failed", "{answer}");
+    let notes = answer["notes"].as_str().unwrap();
+    assert!(
+        notes.contains("egress refused") && notes.contains("EGRESS_TOKEN_NOT_IN_THE_BUNDLE"),
+        "{notes}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("routes.yaml")).unwrap(),
+        live,
+        "the old routes are put back"
+    );
+    assert!(!state.join("supervise/routes.yaml").exists());
+    let running = docker_ok(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.State.Running}}",
+        &format!("bb-{slug}-bundle"),
+    ]);
+    assert_eq!(running.trim(), "true", "the reload signal stopped nothing");
+    let (code, out, err, _) = run(&f, &["supervise", "verify", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("\"entries\":1"), "{out}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &launch.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while launch.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "bot-bottle did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(leftovers_after_teardown(&f, "refuse"), Vec::<String>::new());
+}
