@@ -474,7 +474,7 @@ fn proposal_status_reports_pending_then_the_decision_and_waits_a_bounded_time() 
 
     for (args, want) in [
         (json!({"id": "no-such-id"}), "no proposal no-such-id"),
-        (json!({"id": "../../x"}), "not a valid proposal id"),
+        (json!({"id": "../../x"}), "invalid proposal id"),
         (json!({"id": id, "wait_seconds": 51}), "at most 50"),
     ] {
         let (err, text) = call(s.addr, "proposal-status", args);

@@ -1251,3 +1251,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn supervise_registers_the_mcp_server_and_tells_the_agent_unless_turned_off() {
+    for (template, config, registered) in [
+        (
+            "claude",
+            "/home/node/.claude.json",
+            "\"url\": \"http://supervise:9100/mcp\"",
+        ),
+        (
+            "codex",
+            "/home/node/.codex/config.toml",
+            "[mcp_servers.supervise]",
+        ),
+    ] {
+        let fx = Fx::new();
+        fx.single(&format!("agent_provider:\n  template: {template}\n"));
+        let plan = fx.plan("a");
+        assert!(plan.daemons.contains(&Daemon::Supervise), "{template}");
+        assert!(
+            content(agent_file(&plan, config)).contains(registered),
+            "{template}"
+        );
+        let prompt = content(agent_file(&plan, "/home/node/.bot-bottle-prompt.txt"));
+        assert!(prompt.starts_with("Do the task.\n"), "{prompt}");
+        contains_all(
+            prompt,
+            &["list-egress-routes", "`allow`", "proposal-status"],
+        );
+
+        let fx = Fx::new();
+        fx.single(&format!(
+            "agent_provider:\n  template: {template}\nsupervise: false\n"
+        ));
+        let plan = fx.plan("a");
+        assert!(!plan.daemons.contains(&Daemon::Supervise), "{template}");
+        assert!(
+            !content(agent_file(&plan, config)).contains("supervise"),
+            "{template}"
+        );
+        assert_eq!(
+            content(agent_file(&plan, "/home/node/.bot-bottle-prompt.txt")),
+            "Do the task.\n"
+        );
+    }
+}

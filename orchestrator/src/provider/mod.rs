@@ -604,7 +604,9 @@ fn register_supervise(
                 .entry("mcpServers")
                 .or_insert_with(|| serde_json::json!({}));
             let Some(servers) = servers.as_object_mut() else {
-                return Err(format!("supervise.file `{path}`: `mcpServers` is not an object"));
+                return Err(format!(
+                    "supervise.file `{path}`: `mcpServers` is not an object"
+                ));
             };
             servers.insert(
                 SUPERVISE_SERVER_NAME.to_owned(),
@@ -627,7 +629,9 @@ fn register_supervise(
                 text.push('\n');
             }
             // `proposal-status` waits at most 50 s, under this timeout.
-            text.push_str(&format!("{table}\nurl = \"{url}\"\ntool_timeout_sec = 60\n"));
+            text.push_str(&format!(
+                "{table}\nurl = \"{url}\"\ntool_timeout_sec = 60\n"
+            ));
             text
         }
     };

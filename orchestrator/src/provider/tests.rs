@@ -748,11 +748,16 @@ fn claude_registers_the_supervise_server_in_its_own_claude_json() {
     assert_eq!(doc["hasCompletedOnboarding"], true);
     assert_eq!(doc["name"], "my task");
     assert_eq!(
-        r.files.iter().filter(|f| f.path == "/home/node/.claude.json").count(),
+        r.files
+            .iter()
+            .filter(|f| f.path == "/home/node/.claude.json")
+            .count(),
         1
     );
     // supervise: false registers nothing.
-    let off = builtin("claude").render(&input(&s, false)).expect("renders");
+    let off = builtin("claude")
+        .render(&input(&s, false))
+        .expect("renders");
     assert!(!text(file(&off, "/home/node/.claude.json")).contains("mcpServers"));
 }
 
@@ -795,13 +800,18 @@ fn a_plugin_may_register_supervise_in_a_file_of_its_own() {
     let f = file(&r, "/home/a/.mcp.json");
     assert_eq!(f.mode, 0o600);
     let doc: serde_json::Value = serde_json::from_str(text(f)).expect("JSON");
-    assert_eq!(doc["mcpServers"]["supervise"]["url"], "http://supervise:9100/mcp");
+    assert_eq!(
+        doc["mcpServers"]["supervise"]["url"],
+        "http://supervise:9100/mcp"
+    );
     // An unknown format is refused with the file named.
     fx.plugin(
         "badmcp",
         Some("command: [x]\nhome: /h\nworkdir: /w\nsupervise:\n  register: yaml\n  file: /h/x\n"),
         true,
     );
-    let e = find(&fx.paths(), "badmcp").expect_err("refused").to_string();
+    let e = find(&fx.paths(), "badmcp")
+        .expect_err("refused")
+        .to_string();
     contains_all(&e, &["badmcp/provider.yaml", "unknown variant `yaml`"]);
 }
