@@ -356,7 +356,15 @@ fn the_plan_holds_the_agent_environment_git_and_files() {
     );
     let prompt = agent_file(&plan, "/home/node/.bot-bottle-prompt.txt");
     assert_eq!(prompt.mode, 0o600);
-    assert_eq!(content(prompt), "Run the tests before every push.\n");
+    // The agent's prompt, then (supervise is on by default) the paragraph
+    // on the supervise tools.
+    assert_eq!(
+        content(prompt),
+        format!(
+            "Run the tests before every push.\n\n{}",
+            crate::provider::SUPERVISE_PROMPT
+        )
+    );
     assert_eq!(
         plan.command,
         [
