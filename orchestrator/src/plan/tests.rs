@@ -13,6 +13,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::env::NoTty;
 use crate::manifest::Loader;
+use crate::provider::SUPERVISE_PROMPT;
 use crate::test_support::write;
 
 // ---------------------------------------------------------------------------
@@ -356,15 +357,8 @@ fn the_plan_holds_the_agent_environment_git_and_files() {
     );
     let prompt = agent_file(&plan, "/home/node/.bot-bottle-prompt.txt");
     assert_eq!(prompt.mode, 0o600);
-    // The agent's prompt, then (supervise is on by default) the paragraph
-    // on the supervise tools.
-    assert_eq!(
-        content(prompt),
-        format!(
-            "Run the tests before every push.\n\n{}",
-            crate::provider::SUPERVISE_PROMPT
-        )
-    );
+    let want = format!("Run the tests before every push.\n\n{SUPERVISE_PROMPT}"); // supervise on
+    assert_eq!(content(prompt), want);
     assert_eq!(
         plan.command,
         [

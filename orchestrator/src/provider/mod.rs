@@ -7,6 +7,7 @@
 mod pi;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -629,9 +630,7 @@ fn register_supervise(
                 text.push('\n');
             }
             // `proposal-status` waits at most 50 s, under this timeout.
-            text.push_str(&format!(
-                "{table}\nurl = \"{url}\"\ntool_timeout_sec = 60\n"
-            ));
+            let _ = write!(text, "{table}\nurl = \"{url}\"\ntool_timeout_sec = 60\n");
             text
         }
     };
