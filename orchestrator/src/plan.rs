@@ -972,6 +972,10 @@ impl LaunchPlan {
         if let Some(p) = &rendered.prompt_path {
             let mut prompt = agent.prompt.clone();
             if bottle.supervise && provider.def.supervise.is_some() {
+                if !prompt.ends_with('\n') {
+                    prompt.push('\n');
+                }
+                prompt.push('\n');
                 prompt.push_str(crate::provider::SUPERVISE_PROMPT);
             }
             files.push(AgentFile {

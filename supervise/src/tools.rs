@@ -240,10 +240,10 @@ pub fn queued_text(prepared: &Prepared) -> String {
     if p.tool.is_routes_change() {
         out.push_str(&routes_diff::summary(&prepared.changes));
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
         "To learn the decision, call `{PROPOSAL_STATUS}` with id \"{id}\" and \
-         wait_seconds up to {MAX_WAIT_SECONDS}; call it again while it says pending.\n",
+         wait_seconds up to {MAX_WAIT_SECONDS}; call it again while it says pending.",
         id = p.id
     );
     out

@@ -4,8 +4,15 @@
 //! and decisions written the way the operator side writes them. The
 //! allowlist comes from a real `bb-egress` server in the same process.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::many_single_char_names,
+    clippy::needless_pass_by_value,
+    reason = "tests"
+)]
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -106,7 +113,7 @@ fn post(addr: SocketAddr, path: &str, body: &str, headers: &[(&str, &str)]) -> A
         body.len()
     );
     for (n, v) in &all {
-        req.push_str(&format!("{n}: {v}\r\n"));
+        let _ = write!(req, "{n}: {v}\r\n");
     }
     req.push_str("\r\n");
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -474,7 +481,7 @@ fn proposal_status_reports_pending_then_the_decision_and_waits_a_bounded_time() 
 
     for (args, want) in [
         (json!({"id": "no-such-id"}), "no proposal no-such-id"),
-        (json!({"id": "../../x"}), "not a valid proposal id"),
+        (json!({"id": "../../x"}), "invalid proposal id"),
         (json!({"id": id, "wait_seconds": 51}), "at most 50"),
     ] {
         let (err, text) = call(s.addr, "proposal-status", args);

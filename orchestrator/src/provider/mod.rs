@@ -7,6 +7,7 @@
 mod pi;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -102,9 +103,9 @@ pub fn supervise_url() -> String {
 /// The MCP server name the supervise server is registered under.
 pub const SUPERVISE_SERVER_NAME: &str = "supervise";
 
-/// Appended to the agent's prompt when supervise runs: the tools exist
-/// and when to use them.
-pub const SUPERVISE_PROMPT: &str = "\n\n## bot-bottle supervise\n\n\
+/// Appended to the agent's prompt (after a blank line) when supervise runs
+/// and the provider registers it: the tools exist and when to use them.
+pub const SUPERVISE_PROMPT: &str = "## bot-bottle supervise\n\n\
 You run in a bot-bottle: network access goes through an egress proxy that allows only the \
 hosts on its allowlist, and this image has only the tools it was built with. When egress \
 refuses a request (a 403 from bot-bottle egress) or you need a tool the image lacks, do not \
@@ -629,9 +630,7 @@ fn register_supervise(
                 text.push('\n');
             }
             // `proposal-status` waits at most 50 s, under this timeout.
-            text.push_str(&format!(
-                "{table}\nurl = \"{url}\"\ntool_timeout_sec = 60\n"
-            ));
+            let _ = write!(text, "{table}\nurl = \"{url}\"\ntool_timeout_sec = 60\n");
             text
         }
     };

@@ -789,9 +789,9 @@ fn a_plugin_may_register_supervise_in_a_file_of_its_own() {
         Some("command: [mcpagent]\nhome: /home/a\nworkdir: /w\nsupervise:\n  register: claude-json\n  file: \"{home}/.mcp.json\"\n"),
         true,
     );
-    let p = find(&fx.paths(), "mcpagent").expect("plugin");
+    let plugin = find(&fx.paths(), "mcpagent").expect("plugin");
     let s = spec("mcpagent");
-    let r = p
+    let r = plugin
         .render(&RenderInput {
             supervise: true,
             ..input(&s, false)

@@ -1,5 +1,7 @@
 //! Unit and property tests of the routes comparison.
 
+#![allow(clippy::unwrap_used, reason = "tests")]
+
 use proptest::prelude::*;
 
 use super::*;
