@@ -1297,6 +1297,32 @@ fn wait_proposal(f: &Fixture, seen: &[String]) -> serde_json::Value {
     }
 }
 
+/// The agent of the supervise e2e (busybox sh, MCP over busybox wget):
+/// refused, asks with `allow`, waits until the host answers, asks for a
+/// second host and waits for that proposal's answer with
+/// `proposal-status`, then tries the second host.
+fn supervise_agent_script() -> String {
+    let allowed = r"routes:\n  - host: upstream.test\n    allow_private: true\n";
+    let also =
+        r"routes:\n  - host: upstream.test\n    allow_private: true\n  - host: rejected.test\n";
+    format!(
+        r#"mcp() {{ /bin/busybox wget -q -Y off -O - --header 'Content-Type: application/json' --header 'Accept: application/json, text/event-stream' --header 'MCP-Protocol-Version: 2025-06-18' --post-data "$1" http://supervise:9100/mcp; }}
+echo '== refused'; /bin/bb-probe https https://upstream.test/hello; echo; echo rc=$?
+echo '== init'; mcp '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"e2e","version":"1"}}}}}}'; echo
+mcp '{{"jsonrpc":"2.0","method":"notifications/initialized"}}' >/dev/null 2>&1
+echo '== allow'; mcp '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"allow","arguments":{{"routes_yaml":"{allowed}","justification":"the e2e upstream serves /hello"}}}}}}'; echo
+echo '== allowed'
+i=0; while [ $i -lt 240 ]; do out=$(/bin/bb-probe https https://upstream.test/hello); case "$out" in *status=200*) break;; esac; i=$((i+1)); sleep 0.5; done; echo "$out"
+echo '== second'; second=$(mcp '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"allow","arguments":{{"routes_yaml":"{also}","justification":"and rejected.test"}}}}}}'); echo "$second"
+id=$(echo "$second" | /bin/busybox sed -n 's/.*Proposal \([0-9a-f-]*\).*/\1/p')
+echo '== second-status'
+i=0; while [ $i -lt 6 ]; do st=$(mcp "{{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{{\"name\":\"proposal-status\",\"arguments\":{{\"id\":\"$id\",\"wait_seconds\":30}}}}}}"); case "$st" in *rejected*) break;; esac; i=$((i+1)); done; echo "$st"
+echo '== rejected-host'; /bin/bb-probe https https://rejected.test/; echo; echo rc=$?
+echo '== end'
+"#
+    )
+}
+
 /// The life of a proposal through the real bundle: the agent is refused a
 /// host, asks for it with `allow` over MCP (busybox wget, JSON-RPC), the
 /// operator approves with `bot-bottle supervise approve`, egress reloads
@@ -1317,25 +1343,7 @@ fn an_approved_allow_opens_the_host_live_and_a_rejected_one_changes_nothing() {
         &f.home.join(".bot-bottle/agents/sup.md"),
         "---\nbottle: sup\n---\nYou are a supervise test.\n",
     );
-    let allowed = r"routes:\n  - host: upstream.test\n    allow_private: true\n";
-    let also =
-        r"routes:\n  - host: upstream.test\n    allow_private: true\n  - host: rejected.test\n";
-    let script = format!(
-        r#"mcp() {{ /bin/busybox wget -q -Y off -O - --header 'Content-Type: application/json' --header 'Accept: application/json, text/event-stream' --header 'MCP-Protocol-Version: 2025-06-18' --post-data "$1" http://supervise:9100/mcp; }}
-echo '== refused'; /bin/bb-probe https https://upstream.test/hello; echo; echo rc=$?
-echo '== init'; mcp '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"e2e","version":"1"}}}}}}'; echo
-mcp '{{"jsonrpc":"2.0","method":"notifications/initialized"}}' >/dev/null 2>&1
-echo '== allow'; mcp '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"allow","arguments":{{"routes_yaml":"{allowed}","justification":"the e2e upstream serves /hello"}}}}}}'; echo
-echo '== allowed'
-i=0; while [ $i -lt 240 ]; do out=$(/bin/bb-probe https https://upstream.test/hello); case "$out" in *status=200*) break;; esac; i=$((i+1)); sleep 0.5; done; echo "$out"
-echo '== second'; second=$(mcp '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"allow","arguments":{{"routes_yaml":"{also}","justification":"and rejected.test"}}}}}}'); echo "$second"
-id=$(echo "$second" | /bin/busybox sed -n 's/.*Proposal \([0-9a-f-]*\).*/\1/p')
-echo '== second-status'
-i=0; while [ $i -lt 6 ]; do st=$(mcp "{{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{{\"name\":\"proposal-status\",\"arguments\":{{\"id\":\"$id\",\"wait_seconds\":30}}}}}}"); case "$st" in *rejected*) break;; esac; i=$((i+1)); done; echo "$st"
-echo '== rejected-host'; /bin/bb-probe https https://rejected.test/; echo; echo rc=$?
-echo '== end'
-"#
-    );
+    let script = supervise_agent_script();
     let launch = bot_bottle(
         &f,
         &[
@@ -1380,7 +1388,7 @@ echo '== end'
     assert!(live.contains("upstream.test"), "{live}");
 
     // Reject the second: the live routes stay as they are.
-    let second = wait_proposal(&f, &[first_id.clone()]);
+    let second = wait_proposal(&f, std::slice::from_ref(&first_id));
     let second_id = second["id"].as_str().unwrap().to_owned();
     let (code, out, err, _) = run(
         &f,
