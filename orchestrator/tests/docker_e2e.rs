@@ -1503,3 +1503,96 @@ fn a_reload_egress_refuses_keeps_the_old_routes_and_fails_the_proposal() {
     }
     assert_eq!(leftovers_after_teardown(&f, "refuse"), Vec::<String>::new());
 }
+
+/// A proposal approved while its bottle is stopped (committed) is kept,
+/// and `resume` runs with the approved routes: the host the bottle was
+/// launched without is reachable in the resumed bottle.
+#[test]
+fn routes_approved_for_a_stopped_bottle_apply_on_resume() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("resup");
+    write(
+        &f.home.join(".bot-bottle/bottles/sup.md"),
+        "---\nagent_provider:\n  template: e2e\n---\n",
+    );
+    write(
+        &f.home.join(".bot-bottle/agents/sup.md"),
+        "---\nbottle: sup\n---\nYou are a supervise test.\n",
+    );
+    let script = "while [ ! -e /work/stop ]; do /bin/busybox sleep 0.2; done";
+    let first = bot_bottle(
+        &f,
+        &[
+            "start",
+            "sup",
+            "--yes",
+            "--label",
+            "resup",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let slug = wait_running(&f, "resup");
+    let (code, out, err, _) = run(&f, &["commit", &slug]);
+    assert_eq!(code, 0, "commit: {out}{err}");
+    docker_ok(&[
+        "exec",
+        &format!("bb-{slug}-agent"),
+        "/bin/busybox",
+        "touch",
+        "/work/stop",
+    ]);
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert_eq!(
+        engine_leftovers_after_teardown(&f, "resup"),
+        Vec::<String>::new()
+    );
+
+    let state = f.home.join(".bot-bottle/state").join(&slug);
+    let live = std::fs::read_to_string(state.join("routes.yaml")).unwrap();
+    let proposal = bb_supervise::Proposal::new(
+        &slug,
+        bb_supervise::Tool::Allow,
+        "routes:\n  - host: upstream.test\n    allow_private: true\n".into(),
+        "the upstream".into(),
+        Some(&live),
+    )
+    .unwrap();
+    bb_supervise::Queue::open(state.join("queue"))
+        .unwrap()
+        .submit(&proposal)
+        .unwrap();
+    let (code, out, err, _) = run(
+        &f,
+        &["supervise", "approve", proposal.id.as_str(), "--json"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("not running"), "{out}");
+
+    let (code, out, err, _) = run(
+        &f,
+        &[
+            "resume",
+            &slug,
+            "--yes",
+            "--",
+            "/bin/bb-probe",
+            "https",
+            "https://upstream.test/hello",
+        ],
+    );
+    assert_eq!(code, 0, "resume: {out}{err}");
+    assert!(err.contains("approved in `bot-bottle supervise`"), "{err}");
+    assert!(out.contains("status=200"), "{out}\n{err}");
+    let (code, out, err, _) = run(&f, &["rm-snapshot", &slug, "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
