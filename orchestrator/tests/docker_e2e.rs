@@ -1504,11 +1504,12 @@ fn a_reload_egress_refuses_keeps_the_old_routes_and_fails_the_proposal() {
     assert_eq!(leftovers_after_teardown(&f, "refuse"), Vec::<String>::new());
 }
 
-/// A proposal approved while its bottle is stopped (committed) is kept,
-/// and `resume` runs with the approved routes: the host the bottle was
-/// launched without is reachable in the resumed bottle.
+/// Proposals approved while their bottle is stopped (committed) are kept,
+/// and `resume` applies them: the approved routes (the host the bottle was
+/// launched without is reachable) and the approved `capability-block`
+/// Dockerfile (the agent is rebuilt from it, not booted from the commit).
 #[test]
-fn routes_approved_for_a_stopped_bottle_apply_on_resume() {
+fn approvals_for_a_stopped_bottle_apply_on_resume() {
     if !ready() {
         return;
     }
@@ -1542,6 +1543,13 @@ fn routes_approved_for_a_stopped_bottle_apply_on_resume() {
     .spawn()
     .unwrap();
     let slug = wait_running(&f, "resup");
+    let agent_image = docker_ok(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.Config.Image}}",
+        &format!("bb-{slug}-agent"),
+    ]);
     let (code, out, err, _) = run(&f, &["commit", &slug]);
     assert_eq!(code, 0, "commit: {out}{err}");
     docker_ok(&[
@@ -1578,6 +1586,29 @@ fn routes_approved_for_a_stopped_bottle_apply_on_resume() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("not running"), "{out}");
 
+    let dockerfile = format!(
+        "FROM {}\nRUN [\"/bin/busybox\", \"touch\", \"/capability-added\"]\n",
+        agent_image.trim()
+    );
+    let capability = bb_supervise::Proposal::new(
+        &slug,
+        bb_supervise::Tool::CapabilityBlock,
+        dockerfile,
+        "needs a marker file".into(),
+        None,
+    )
+    .unwrap();
+    bb_supervise::Queue::open(state.join("queue"))
+        .unwrap()
+        .submit(&capability)
+        .unwrap();
+    let (code, out, err, _) = run(
+        &f,
+        &["supervise", "approve", capability.id.as_str(), "--json"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("resume"), "{out}");
+
     let (code, out, err, _) = run(
         &f,
         &[
@@ -1585,14 +1616,24 @@ fn routes_approved_for_a_stopped_bottle_apply_on_resume() {
             &slug,
             "--yes",
             "--",
-            "/bin/bb-probe",
-            "https",
-            "https://upstream.test/hello",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "/bin/bb-probe https https://upstream.test/hello; echo; /bin/busybox ls /capability-added",
         ],
     );
     assert_eq!(code, 0, "resume: {out}{err}");
     assert!(err.contains("approved in `bot-bottle supervise`"), "{err}");
+    assert!(
+        err.contains("rebuilding the agent from the Dockerfile"),
+        "{err}"
+    );
     assert!(out.contains("status=200"), "{out}\n{err}");
+    assert!(out.contains("/capability-added"), "{out}\n{err}");
+    assert!(
+        state.join("supervise/image/Dockerfile.applied").is_file(),
+        "the Dockerfile is used once"
+    );
     let (code, out, err, _) = run(&f, &["rm-snapshot", &slug, "--yes"]);
     assert_eq!(code, 0, "{out}{err}");
 }
