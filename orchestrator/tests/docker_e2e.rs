@@ -1297,6 +1297,19 @@ fn wait_proposal(f: &Fixture, seen: &[String]) -> serde_json::Value {
     }
 }
 
+/// Agent `sup`: the busybox agent in a bottle with supervise on (the
+/// default) and no routes.
+fn sup_agent(f: &Fixture) {
+    write(
+        &f.home.join(".bot-bottle/bottles/sup.md"),
+        "---\nagent_provider:\n  template: e2e\n---\n",
+    );
+    write(
+        &f.home.join(".bot-bottle/agents/sup.md"),
+        "---\nbottle: sup\n---\nYou are a supervise test.\n",
+    );
+}
+
 /// The agent of the supervise e2e (busybox sh, MCP over busybox wget):
 /// refused, asks with `allow`, waits until the host answers, asks for a
 /// second host and waits for that proposal's answer with
@@ -1335,14 +1348,7 @@ fn an_approved_allow_opens_the_host_live_and_a_rejected_one_changes_nothing() {
         return;
     }
     let f = fixture("sup");
-    write(
-        &f.home.join(".bot-bottle/bottles/sup.md"),
-        "---\nagent_provider:\n  template: e2e\n---\n",
-    );
-    write(
-        &f.home.join(".bot-bottle/agents/sup.md"),
-        "---\nbottle: sup\n---\nYou are a supervise test.\n",
-    );
+    sup_agent(&f);
     let script = supervise_agent_script();
     let launch = bot_bottle(
         &f,
@@ -1504,6 +1510,26 @@ fn a_reload_egress_refuses_keeps_the_old_routes_and_fails_the_proposal() {
     assert_eq!(leftovers_after_teardown(&f, "refuse"), Vec::<String>::new());
 }
 
+/// Queues a proposal in `slug`'s queue as its server would and approves
+/// it with `bot-bottle supervise approve --json`; returns the answer.
+fn queue_and_approve(
+    f: &Fixture,
+    slug: &str,
+    tool: bb_supervise::Tool,
+    file: &str,
+    current: Option<&str>,
+) -> String {
+    let state = f.home.join(".bot-bottle/state").join(slug);
+    let p = bb_supervise::Proposal::new(slug, tool, file.into(), "e2e".into(), current).unwrap();
+    bb_supervise::Queue::open(state.join("queue"))
+        .unwrap()
+        .submit(&p)
+        .unwrap();
+    let (code, out, err, _) = run(f, &["supervise", "approve", p.id.as_str(), "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    out
+}
+
 /// Proposals approved while their bottle is stopped (committed) are kept,
 /// and `resume` applies them: the approved routes (the host the bottle was
 /// launched without is reachable) and the approved `capability-block`
@@ -1514,14 +1540,7 @@ fn approvals_for_a_stopped_bottle_apply_on_resume() {
         return;
     }
     let f = fixture("resup");
-    write(
-        &f.home.join(".bot-bottle/bottles/sup.md"),
-        "---\nagent_provider:\n  template: e2e\n---\n",
-    );
-    write(
-        &f.home.join(".bot-bottle/agents/sup.md"),
-        "---\nbottle: sup\n---\nYou are a supervise test.\n",
-    );
+    sup_agent(&f);
     let script = "while [ ! -e /work/stop ]; do /bin/busybox sleep 0.2; done";
     let first = bot_bottle(
         &f,
@@ -1567,46 +1586,26 @@ fn approvals_for_a_stopped_bottle_apply_on_resume() {
 
     let state = f.home.join(".bot-bottle/state").join(&slug);
     let live = std::fs::read_to_string(state.join("routes.yaml")).unwrap();
-    let proposal = bb_supervise::Proposal::new(
+    let out = queue_and_approve(
+        &f,
         &slug,
         bb_supervise::Tool::Allow,
-        "routes:\n  - host: upstream.test\n    allow_private: true\n".into(),
-        "the upstream".into(),
+        "routes:\n  - host: upstream.test\n    allow_private: true\n",
         Some(&live),
-    )
-    .unwrap();
-    bb_supervise::Queue::open(state.join("queue"))
-        .unwrap()
-        .submit(&proposal)
-        .unwrap();
-    let (code, out, err, _) = run(
-        &f,
-        &["supervise", "approve", proposal.id.as_str(), "--json"],
     );
-    assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("not running"), "{out}");
 
     let dockerfile = format!(
         "FROM {}\nRUN [\"/bin/busybox\", \"touch\", \"/capability-added\"]\n",
         agent_image.trim()
     );
-    let capability = bb_supervise::Proposal::new(
+    let out = queue_and_approve(
+        &f,
         &slug,
         bb_supervise::Tool::CapabilityBlock,
-        dockerfile,
-        "needs a marker file".into(),
+        &dockerfile,
         None,
-    )
-    .unwrap();
-    bb_supervise::Queue::open(state.join("queue"))
-        .unwrap()
-        .submit(&capability)
-        .unwrap();
-    let (code, out, err, _) = run(
-        &f,
-        &["supervise", "approve", capability.id.as_str(), "--json"],
     );
-    assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("resume"), "{out}");
 
     let (code, out, err, _) = run(
