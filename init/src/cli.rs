@@ -22,7 +22,8 @@ bb-init: PID 1 of the bot-bottle sidecar bundle
 usage: bb-init [--root DIR] DAEMON...
 
 Starts each DAEMON, prefixes its output lines with [DAEMON], forwards
-SIGTERM, SIGINT and SIGHUP to all of them and reaps every zombie. When one
+SIGTERM and SIGINT to all of them and SIGHUP (reload) to egress, and reaps
+every zombie. When one
 daemon exits the others are stopped (SIGTERM, then SIGKILL after 10 s) and
 bb-init exits with that daemon's code.
 

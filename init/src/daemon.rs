@@ -103,11 +103,18 @@ const SPECS: [Spec; 3] = [
         daemon: Daemon::Supervise,
         name: "supervise",
         binary: "bb/bb-supervise",
+        // `bb/state` is the bundle's view of the bottle's state folder:
+        // its `queue/` (read-write) and its live `routes.yaml` (read-only),
+        // nothing else of it. The slug comes from `BB_SUPERVISE_SLUG`, set
+        // on the bundle by the orchestrator. Egress shares the bundle's
+        // network namespace, so its allowlist is asked on loopback.
         args: &[
-            Arg::Lit("--queue"),
-            Arg::Path("bb/queue"),
+            Arg::Lit("--state"),
+            Arg::Path("bb/state"),
             Arg::Lit("--listen"),
             Arg::Lit("0.0.0.0:9100"),
+            Arg::Lit("--egress-proxy"),
+            Arg::Lit("http://127.0.0.1:9099"),
         ],
         egress_tokens: false,
     },
@@ -167,6 +174,14 @@ impl Daemon {
             }
         }
         argv
+    }
+
+    /// Whether the daemon reloads on `SIGHUP` and so is sent it. Only
+    /// egress does (its routes.yaml, after an approved supervise
+    /// proposal); to the others SIGHUP's default action is death, which
+    /// would take the whole bundle down.
+    pub(crate) fn reloads_on_hup(self) -> bool {
+        matches!(self, Daemon::Egress)
     }
 
     /// Whether the daemon may see the `EGRESS_TOKEN_*` variables.
@@ -261,6 +276,22 @@ mod tests {
             Daemon::Egress.binary(Path::new("/")),
             Path::new("/bb/bb-egress")
         );
+    }
+
+    #[test]
+    fn supervise_serves_the_state_folder_and_asks_egress_on_loopback() {
+        let args: Vec<OsString> = [
+            "--state",
+            "/r/bb/state",
+            "--listen",
+            "0.0.0.0:9100",
+            "--egress-proxy",
+            "http://127.0.0.1:9099",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(Daemon::Supervise.args(Path::new("/r")), args);
     }
 
     #[test]

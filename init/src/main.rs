@@ -4,7 +4,7 @@
 //! under `/bb/`. There is no shell and no init system, so this binary is the
 //! entrypoint: it starts the daemons named on its command line (the egress
 //! proxy, the git gate, the supervise server), copies their output to its own
-//! with a `[name] ` prefix, forwards `SIGTERM`/`SIGINT`/`SIGHUP` to them, reaps
+//! with a `[name] ` prefix, forwards `SIGTERM`/`SIGINT` to them and `SIGHUP` to egress, reaps
 //! every zombie, and brings the whole sidecar down as soon as one daemon dies.
 //!
 //! Thin on purpose: `main` hands the arguments to [`run`], which parses them

@@ -298,7 +298,7 @@ impl Supervisor {
             Event::Signal(Signal::SIGCHLD) => self.reap(),
             Event::Signal(Signal::SIGHUP) => {
                 say(format_args!("received SIGHUP; forwarding (reload)"));
-                self.forward(Signal::SIGHUP);
+                self.forward_where(Signal::SIGHUP, Daemon::reloads_on_hup);
             }
             Event::Signal(signal) => {
                 say(format_args!("received {signal}; stopping the daemons"));
@@ -321,7 +321,12 @@ impl Supervisor {
     }
 
     fn forward(&self, signal: Signal) {
-        for child in &self.running {
+        self.forward_where(signal, |_| true);
+    }
+
+    /// Sends `signal` to the running daemons `to` picks.
+    fn forward_where(&self, signal: Signal, to: impl Fn(Daemon) -> bool) {
+        for child in self.running.iter().filter(|c| to(c.daemon)) {
             // Cannot fail with ESRCH: an unreaped child still has its pid.
             if let Err(error) = kill(child.pid, signal) {
                 say(format_args!(

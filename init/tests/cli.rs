@@ -133,7 +133,7 @@ fn git_gate_and_supervise_get_their_table_argv() {
     assert_eq!(done.code, Some(1), "{done:#?}");
     done.assert_line(
         Stream::Stdout,
-        &format!("[supervise] args: --queue {r}/bb/queue --listen 0.0.0.0:9100"),
+        &format!("[supervise] args: --state {r}/bb/state --listen 0.0.0.0:9100 --egress-proxy http://127.0.0.1:9099"),
     );
     done.assert_line(
         Stream::Stdout,

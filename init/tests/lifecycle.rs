@@ -84,6 +84,35 @@ fn sighup_is_forwarded_and_does_not_stop_anything() {
 }
 
 #[test]
+fn sighup_reaches_only_egress_so_a_daemon_without_a_reload_survives_it() {
+    // `bot-bottle supervise` reloads egress with SIGHUP to the bundle; the
+    // supervise server (and git-gate) have no reload, and SIGHUP's default
+    // action would kill them, and with them the bundle.
+    let root = Root::new();
+    root.script(
+        "bb-egress",
+        &format!(
+            "trap 'echo \"egress reload\"' HUP\n\
+             trap 'exit 0' TERM\n\
+             echo 'egress ready'\n\
+             {IDLE}"
+        ),
+    );
+    root.script("bb-supervise", "echo 'supervise ready'\nexec sleep 1000");
+    let mut init = root.start(&["egress", "supervise"], &[]);
+    init.wait_for(Stream::Stdout, "[egress] egress ready");
+    init.wait_for(Stream::Stdout, "[supervise] supervise ready");
+    init.signal(Signal::SIGHUP);
+    init.wait_for(Stream::Stdout, "[egress] egress reload");
+    init.signal(Signal::SIGTERM);
+    let done = init.finish();
+    assert_eq!(done.code, Some(0), "{done:#?}");
+    done.assert_line_where(Stream::Stderr, "saying supervise died of SIGTERM", |line| {
+        init_says(line, "supervise", "was killed by SIGTERM")
+    });
+}
+
+#[test]
 fn a_failing_daemon_brings_the_others_down_with_its_code() {
     let root = Root::new();
     let ready = root.join("egress-ready");

@@ -34,6 +34,10 @@ pub const BOT_BOTTLE_WAIT_TEARDOWN: &str = "BOT_BOTTLE_WAIT_TEARDOWN";
 /// `1` (or `true`, `yes`) makes `start` a dry run, as `--dry-run` does;
 /// `0`, `false`, `no` or empty leave it off. Anything else is refused.
 pub const BOT_BOTTLE_DRY_RUN: &str = "BOT_BOTTLE_DRY_RUN";
+/// The operator's user name, recorded as who decided a supervise proposal.
+pub const USER: &str = "USER";
+/// The user name when `USER` is unset.
+pub const LOGNAME: &str = "LOGNAME";
 /// Editor for `edit` (then `EDITOR`, then `vi` on a terminal).
 pub const VISUAL: &str = "VISUAL";
 /// Editor for `edit` when `VISUAL` is unset.
@@ -41,3 +45,10 @@ pub const EDITOR: &str = "EDITOR";
 /// Prefix of the variables that carry route secrets into the egress proxy
 /// (the proxy's own `EGRESS_TOKEN_PREFIX`).
 pub const EGRESS_TOKEN_PREFIX: &str = bb_egress::env_vars::EGRESS_TOKEN_PREFIX;
+
+/// Set on the sidecar bundle: the bottle's slug, which `bb-supervise`
+/// writes into each proposal (its state folder is mounted at a fixed path,
+/// so the folder's name cannot say it). Read by `bb-supervise`
+/// (`bb_supervise::env_vars::BB_SUPERVISE_SLUG`); repeated here so the
+/// orchestrator need not link the server.
+pub const BB_SUPERVISE_SLUG: &str = "BB_SUPERVISE_SLUG";

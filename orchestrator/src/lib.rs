@@ -6,6 +6,7 @@
 //! - [`plan`]: the launch plan, computed without a container runtime.
 //! - [`forge`]: Gitea deploy keys minted at launch, revoked at teardown.
 //! - [`backend`]: container backends (Docker).
+//! - [`supervise`]: the operator's half of supervise (decide, apply, audit, TUI).
 //! - [`commands`]: one module per CLI command.
 
 pub mod backend;
@@ -17,6 +18,7 @@ pub mod manifest;
 pub mod paths;
 pub mod plan;
 pub mod provider;
+pub mod supervise;
 #[cfg(test)]
 mod test_support;
 pub mod tty;

@@ -647,6 +647,7 @@ impl LaunchPlan {
                 label: &label,
                 color: &color,
                 has_prompt: !agent.prompt.trim().is_empty(),
+                supervise: bottle.supervise,
             })
             .map_err(|m| bad(format!("{}: {m}", bottle.chain[0].display())))?;
 
@@ -969,10 +970,18 @@ impl LaunchPlan {
 
         let mut files = rendered.files.clone();
         if let Some(p) = &rendered.prompt_path {
+            let mut prompt = agent.prompt.clone();
+            if bottle.supervise && provider.def.supervise.is_some() {
+                if !prompt.ends_with('\n') {
+                    prompt.push('\n');
+                }
+                prompt.push('\n');
+                prompt.push_str(crate::provider::SUPERVISE_PROMPT);
+            }
             files.push(AgentFile {
                 path: p.clone(),
                 mode: 0o600,
-                content: agent.prompt.clone().into_bytes(),
+                content: prompt.into_bytes(),
             });
         }
         if !gitconfig.is_empty() {

@@ -98,6 +98,8 @@ fn static_bins() -> PathBuf {
             "-p",
             "bb-init",
             "-p",
+            "bb-supervise",
+            "-p",
             "bb-testkit",
             "--target-dir",
         ])
@@ -1272,4 +1274,365 @@ fn sigterm_to_bot_bottle_stops_the_agent_and_tears_down() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(leftovers_after_teardown(&f, "term"), Vec::<String>::new());
+}
+
+/// `bot-bottle supervise list --json` until it holds a proposal not in
+/// `seen`; returns it.
+fn wait_proposal(f: &Fixture, seen: &[String]) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_mins(3);
+    loop {
+        let (code, out, err, _) = run(f, &["supervise", "list", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if let Some(p) = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| !seen.iter().any(|s| p["id"] == s.as_str()))
+        {
+            return p.clone();
+        }
+        assert!(Instant::now() < deadline, "no new proposal arrived: {out}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Agent `sup`: the busybox agent in a bottle with supervise on (the
+/// default) and no routes.
+fn sup_agent(f: &Fixture) {
+    write(
+        &f.home.join(".bot-bottle/bottles/sup.md"),
+        "---\nagent_provider:\n  template: e2e\n---\n",
+    );
+    write(
+        &f.home.join(".bot-bottle/agents/sup.md"),
+        "---\nbottle: sup\n---\nYou are a supervise test.\n",
+    );
+}
+
+/// The agent of the supervise e2e (busybox sh, MCP over busybox wget):
+/// refused, asks with `allow`, waits until the host answers, asks for a
+/// second host and waits for that proposal's answer with
+/// `proposal-status`, then tries the second host.
+fn supervise_agent_script() -> String {
+    let allowed = r"routes:\n  - host: upstream.test\n    allow_private: true\n";
+    let also =
+        r"routes:\n  - host: upstream.test\n    allow_private: true\n  - host: rejected.test\n";
+    format!(
+        r#"mcp() {{ /bin/busybox wget -q -Y off -O - --header 'Content-Type: application/json' --header 'Accept: application/json, text/event-stream' --header 'MCP-Protocol-Version: 2025-06-18' --post-data "$1" http://supervise:9100/mcp; }}
+echo '== refused'; /bin/bb-probe https https://upstream.test/hello; echo; echo rc=$?
+echo '== init'; mcp '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"e2e","version":"1"}}}}}}'; echo
+mcp '{{"jsonrpc":"2.0","method":"notifications/initialized"}}' >/dev/null 2>&1
+echo '== allow'; mcp '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"allow","arguments":{{"routes_yaml":"{allowed}","justification":"the e2e upstream serves /hello"}}}}}}'; echo
+echo '== allowed'
+i=0; while [ $i -lt 240 ]; do out=$(/bin/bb-probe https https://upstream.test/hello); case "$out" in *status=200*) break;; esac; i=$((i+1)); sleep 0.5; done; echo "$out"
+echo '== second'; second=$(mcp '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"allow","arguments":{{"routes_yaml":"{also}","justification":"and rejected.test"}}}}}}'); echo "$second"
+id=$(echo "$second" | /bin/busybox sed -n 's/.*Proposal \([0-9a-f-]*\).*/\1/p')
+echo '== second-status'
+i=0; while [ $i -lt 6 ]; do st=$(mcp "{{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{{\"name\":\"proposal-status\",\"arguments\":{{\"id\":\"$id\",\"wait_seconds\":30}}}}}}"); case "$st" in *rejected*) break;; esac; i=$((i+1)); done; echo "$st"
+echo '== rejected-host'; /bin/bb-probe https https://rejected.test/; echo; echo rc=$?
+echo '== end'
+"#
+    )
+}
+
+/// The life of a proposal through the real bundle: the agent is refused a
+/// host, asks for it with `allow` over MCP (busybox wget, JSON-RPC), the
+/// operator approves with `bot-bottle supervise approve`, egress reloads
+/// (SIGHUP through bb-init) and the agent's next request reaches the
+/// upstream. A second proposal, rejected, changes nothing and the agent
+/// reads the rejection with `proposal-status`. The audit log verifies.
+#[test]
+fn an_approved_allow_opens_the_host_live_and_a_rejected_one_changes_nothing() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("sup");
+    sup_agent(&f);
+    let script = supervise_agent_script();
+    let launch = bot_bottle(
+        &f,
+        &[
+            "start",
+            "sup",
+            "--yes",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+
+    // The operator: approve the first proposal.
+    let first = wait_proposal(&f, &[]);
+    assert_eq!(first["tool"], "allow", "{first}");
+    let slug = first["bottle_slug"].as_str().unwrap().to_owned();
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let (code, out, err, took) = run(&f, &["supervise", "approve", &first_id, "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["status"], "approved", "{answer}");
+    assert!(
+        answer["notes"]
+            .as_str()
+            .unwrap()
+            .contains("egress reloaded"),
+        "{answer}"
+    );
+    eprintln!("approve with a live egress reload took {took:?}");
+    let routes_file = f
+        .home
+        .join(".bot-bottle/state")
+        .join(&slug)
+        .join("routes.yaml");
+    let live = std::fs::read_to_string(&routes_file).unwrap();
+    assert!(live.contains("upstream.test"), "{live}");
+
+    // Reject the second: the live routes stay as they are.
+    let second = wait_proposal(&f, std::slice::from_ref(&first_id));
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    let (code, out, err, _) = run(
+        &f,
+        &[
+            "supervise",
+            "reject",
+            &second_id,
+            "--reason",
+            "rejected.test is not needed",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(std::fs::read_to_string(&routes_file).unwrap(), live);
+
+    let done = launch.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&done.stdout).into_owned();
+    let err = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(section(&out, "refused").contains("status=403"), "{out}");
+    assert!(section(&out, "allow").contains(&first_id), "{out}");
+    assert!(section(&out, "allowed").contains("status=200"), "{out}");
+    assert!(section(&out, "second-status").contains("rejected"), "{out}");
+    assert!(
+        section(&out, "second-status").contains("rejected.test is not needed"),
+        "{out}"
+    );
+    assert!(
+        section(&out, "rejected-host").contains("status=403"),
+        "{out}"
+    );
+    let logs = docker_ok(&["logs", &f.upstream]);
+    assert!(logs.contains("path=/hello"), "{logs}");
+
+    // Two decisions, one chain that verifies.
+    let (code, out, err, _) = run(&f, &["supervise", "verify", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entries"], 2, "{v}");
+    assert_eq!(leftovers_after_teardown(&f, "sup"), Vec::<String>::new());
+}
+
+/// An approval egress refuses to load (here: a route whose token the
+/// bundle was never given) leaves the old routes running and on disk, the
+/// bundle up, and the proposal `failed` with egress's reason. The bottle
+/// has no supervise server: the operator side needs only the queue.
+#[test]
+fn a_reload_egress_refuses_keeps_the_old_routes_and_fails_the_proposal() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("refuse");
+    let (mut launch, slug) = start_sleeping(&f, "refuse");
+    let state = f.home.join(".bot-bottle/state").join(&slug);
+    let live = std::fs::read_to_string(state.join("routes.yaml")).unwrap();
+    let bad = "routes:\n  - host: more.test\n    auth_scheme: Bearer\n    token_env: EGRESS_TOKEN_NOT_IN_THE_BUNDLE\n";
+    let proposal = bb_supervise::Proposal::new(
+        &slug,
+        bb_supervise::Tool::Allow,
+        bad.into(),
+        "more.test needs a token".into(),
+        Some(&live),
+    )
+    .unwrap();
+    bb_supervise::Queue::open(state.join("queue"))
+        .unwrap()
+        .submit(&proposal)
+        .unwrap();
+    let (code, out, err, _) = run(
+        &f,
+        &["supervise", "approve", proposal.id.as_str(), "--json"],
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["status"], "failed", "{answer}");
+    let notes = answer["notes"].as_str().unwrap();
+    assert!(
+        notes.contains("egress refused") && notes.contains("EGRESS_TOKEN_NOT_IN_THE_BUNDLE"),
+        "{notes}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("routes.yaml")).unwrap(),
+        live,
+        "the old routes are put back"
+    );
+    assert!(!state.join("supervise/routes.yaml").exists());
+    let running = docker_ok(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.State.Running}}",
+        &format!("bb-{slug}-bundle"),
+    ]);
+    assert_eq!(running.trim(), "true", "the reload signal stopped nothing");
+    let (code, out, err, _) = run(&f, &["supervise", "verify", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("\"entries\":1"), "{out}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &launch.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while launch.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "bot-bottle did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(leftovers_after_teardown(&f, "refuse"), Vec::<String>::new());
+}
+
+/// Queues a proposal in `slug`'s queue as its server would and approves
+/// it with `bot-bottle supervise approve --json`; returns the answer.
+fn queue_and_approve(
+    f: &Fixture,
+    slug: &str,
+    tool: bb_supervise::Tool,
+    file: &str,
+    current: Option<&str>,
+) -> String {
+    let state = f.home.join(".bot-bottle/state").join(slug);
+    let p = bb_supervise::Proposal::new(slug, tool, file.into(), "e2e".into(), current).unwrap();
+    bb_supervise::Queue::open(state.join("queue"))
+        .unwrap()
+        .submit(&p)
+        .unwrap();
+    let (code, out, err, _) = run(f, &["supervise", "approve", p.id.as_str(), "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    out
+}
+
+/// Proposals approved while their bottle is stopped (committed) are kept,
+/// and `resume` applies them: the approved routes (the host the bottle was
+/// launched without is reachable) and the approved `capability-block`
+/// Dockerfile (the agent is rebuilt from it, not booted from the commit).
+#[test]
+fn approvals_for_a_stopped_bottle_apply_on_resume() {
+    if !ready() {
+        return;
+    }
+    let f = fixture("resup");
+    sup_agent(&f);
+    let script = "while [ ! -e /work/stop ]; do /bin/busybox sleep 0.2; done";
+    let first = bot_bottle(
+        &f,
+        &[
+            "start",
+            "sup",
+            "--yes",
+            "--label",
+            "resup",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let slug = wait_running(&f, "resup");
+    let agent_image = docker_ok(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.Config.Image}}",
+        &format!("bb-{slug}-agent"),
+    ]);
+    let (code, out, err, _) = run(&f, &["commit", &slug]);
+    assert_eq!(code, 0, "commit: {out}{err}");
+    docker_ok(&[
+        "exec",
+        &format!("bb-{slug}-agent"),
+        "/bin/busybox",
+        "touch",
+        "/work/stop",
+    ]);
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert_eq!(
+        engine_leftovers_after_teardown(&f, "resup"),
+        Vec::<String>::new()
+    );
+
+    let state = f.home.join(".bot-bottle/state").join(&slug);
+    let live = std::fs::read_to_string(state.join("routes.yaml")).unwrap();
+    let out = queue_and_approve(
+        &f,
+        &slug,
+        bb_supervise::Tool::Allow,
+        "routes:\n  - host: upstream.test\n    allow_private: true\n",
+        Some(&live),
+    );
+    assert!(out.contains("not running"), "{out}");
+
+    let dockerfile = format!(
+        "FROM {}\nRUN [\"/bin/busybox\", \"touch\", \"/capability-added\"]\n",
+        agent_image.trim()
+    );
+    let out = queue_and_approve(
+        &f,
+        &slug,
+        bb_supervise::Tool::CapabilityBlock,
+        &dockerfile,
+        None,
+    );
+    assert!(out.contains("resume"), "{out}");
+
+    let (code, out, err, _) = run(
+        &f,
+        &[
+            "resume",
+            &slug,
+            "--yes",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "/bin/bb-probe https https://upstream.test/hello; echo; /bin/busybox ls /capability-added",
+        ],
+    );
+    assert_eq!(code, 0, "resume: {out}{err}");
+    assert!(err.contains("approved in `bot-bottle supervise`"), "{err}");
+    assert!(
+        err.contains("rebuilding the agent from the Dockerfile"),
+        "{err}"
+    );
+    assert!(out.contains("status=200"), "{out}\n{err}");
+    assert!(out.contains("/capability-added"), "{out}\n{err}");
+    assert!(
+        state.join("supervise/image/Dockerfile.applied").is_file(),
+        "the Dockerfile is used once"
+    );
+    let (code, out, err, _) = run(&f, &["rm-snapshot", &slug, "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
 }

@@ -729,6 +729,12 @@ fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), QueueEr
     Ok(())
 }
 
+/// Checks `slug` is a bottle slug a proposal can carry (`[a-z0-9-]`, 1 to
+/// 64 characters), as [`Proposal::validate`] does.
+pub fn check_bottle_slug(slug: &str) -> Result<(), QueueError> {
+    check_slug(slug)
+}
+
 fn check_slug(slug: &str) -> Result<(), QueueError> {
     let ok = !slug.is_empty()
         && slug.len() <= 64

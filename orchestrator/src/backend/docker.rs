@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+mod reload;
+
 use super::{ActiveBottle, Backend, Check, Meta, Owner, Resource, RunRequest, Snapshot, limits};
 use crate::env_vars;
 use crate::paths::Paths;
@@ -539,7 +541,7 @@ impl Docker {
     }
 
     /// Mints the bottle CA with `bb-egress ca init`, name-constrained to
-    /// the allowlisted hosts.
+    /// the allowlisted hosts unless supervise can add hosts later.
     fn mint_ca(plan: &LaunchPlan) -> anyhow::Result<()> {
         let ca_dir = plan.state.ca_dir();
         if ca_dir.join("ca.crt").is_file() {
@@ -550,10 +552,19 @@ impl Docker {
             .map_err(|e| anyhow::anyhow!("routes.yaml: {e}"))?;
         let mut c = Command::new(&bin);
         c.arg("ca").arg("init").arg(&ca_dir).stdin(Stdio::null());
-        for r in &cfg.routes {
-            c.arg("--permit").arg(&r.host);
+        // With supervise the allowlist is not fixed for the bottle's life:
+        // an approved proposal adds hosts while the agent runs, and the
+        // agent already trusts this CA, so it cannot be re-minted with
+        // wider constraints. Such a CA is unconstrained (its key never
+        // leaves the state folder and the bundle); a bottle without
+        // supervise keeps its launch routes and gets a CA constrained to
+        // them (bb-egress `ca.rs`, name constraints).
+        if !plan.daemons.contains(&Daemon::Supervise) {
+            for r in &cfg.routes {
+                c.arg("--permit").arg(&r.host);
+            }
+            c.arg("--permit").arg(bb_egress::policy::INTROSPECTION_HOST);
         }
-        c.arg("--permit").arg(bb_egress::policy::INTROSPECTION_HOST);
         let out = c
             .output()
             .with_context(|| format!("running {}", bin.display()))?;
@@ -732,7 +743,7 @@ impl Docker {
 }
 
 /// The command that builds the bundle binaries.
-pub const STATIC_BUILD: &str = "CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu -p bb-egress -p bb-init";
+pub const STATIC_BUILD: &str = "CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu -p bb-egress -p bb-init -p bb-supervise";
 
 /// A tar stream for `docker cp`, owning files under the agent's home and
 /// workdir by the agent user and everything else by root.
@@ -858,7 +869,7 @@ fn bundle_layer(files: &[(String, Vec<u8>)], roots: &[u8]) -> std::io::Result<Ve
         layer.append_data(&mut h, path, data)
     };
     entry("bb/", 0o755, &[], true)?;
-    for sub in ["bb/config/", "bb/ca/", "bb/queue/"] {
+    for sub in ["bb/config/", "bb/ca/", "bb/state/", "bb/state/queue/"] {
         entry(sub, 0o755, &[], true)?;
     }
     for (name, bytes) in files {
@@ -1560,9 +1571,22 @@ impl Backend for Docker {
         bundle
             .arg("-v")
             .arg(format!("{}:/bb/ca:ro", plan.state.ca_dir().display()));
-        bundle
-            .arg("-v")
-            .arg(format!("{}:/bb/queue", plan.state.queue_dir().display()));
+        if daemons.contains(&Daemon::Supervise) {
+            // bb-supervise's view of the state folder: the queue it writes
+            // and the live routes it compares proposals with; never the
+            // CA key or the git-gate keys beside them.
+            bundle.arg("-v").arg(format!(
+                "{}:/bb/state/queue",
+                plan.state.queue_dir().display()
+            ));
+            bundle.arg("-v").arg(format!(
+                "{}:/bb/state/routes.yaml:ro",
+                plan.state.routes_file().display()
+            ));
+            bundle
+                .arg("-e")
+                .arg(format!("{}={}", env_vars::BB_SUPERVISE_SLUG, plan.slug));
+        }
         if let Some(ca) =
             std::env::var_os(env_vars::BOT_BOTTLE_UPSTREAM_CA).filter(|s| !s.is_empty())
         {
@@ -2016,6 +2040,10 @@ impl Backend for Docker {
             });
         }
         Ok(out)
+    }
+
+    fn reload_routes(&self, slug: &str) -> anyhow::Result<super::Reload> {
+        reload::reload_routes(self, slug)
     }
 
     fn doctor(&self) -> Vec<Check> {

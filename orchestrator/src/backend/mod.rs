@@ -72,6 +72,17 @@ pub struct Resource {
     pub slug: String,
 }
 
+/// What asking a bottle's egress to reload its routes came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// No running bundle for that bottle (of this operator).
+    NotRunning,
+    /// Egress loaded the new routes.
+    Reloaded,
+    /// Egress refused them (or never said); the old routes still run.
+    Refused(String),
+}
+
 /// One line of `doctor`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
@@ -108,6 +119,10 @@ pub trait Backend {
     fn snapshot_resources(&self, slug: &str) -> anyhow::Result<Vec<Resource>>;
     /// Checks the engine and isolation.
     fn doctor(&self) -> Vec<Check>;
+    /// Tells a running bottle's egress to load its routes.yaml again
+    /// (already written) and reports whether it took. Never waits on a
+    /// bottle that is not running: that is [`Reload::NotRunning`].
+    fn reload_routes(&self, slug: &str) -> anyhow::Result<Reload>;
 }
 
 /// Backends this build knows, and whether each is built in.

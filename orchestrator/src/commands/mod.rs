@@ -11,6 +11,7 @@ mod reap;
 mod resume;
 mod rm_snapshot;
 mod start;
+mod supervise;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -139,8 +140,9 @@ pub enum Command {
         /// The agent.
         name: String,
     },
-    /// Review proposals from bottles (the supervise TUI).
-    Supervise,
+    /// Answer the bottles' proposals: the TUI, or `list`, `show`,
+    /// `approve`, `reject`, `verify`.
+    Supervise(supervise::Args),
     /// Internal: removes a finished bottle's parts (started detached by
     /// `start` and `resume`).
     #[command(hide = true)]
@@ -203,11 +205,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => init::run(&paths, &args),
         Command::Edit { name } => edit::run(&paths, &name),
         Command::Reap(args) => reap::run(&paths, args),
-        Command::Supervise => {
-            anyhow::bail!(
-                "the supervise TUI is not built yet (the supervise server and its queue come first); proposals wait in ~/.bot-bottle/state/<slug>/queue/"
-            )
-        }
+        Command::Supervise(args) => supervise::run(&paths, args),
     }
 }
 

@@ -13,6 +13,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::env::NoTty;
 use crate::manifest::Loader;
+use crate::provider::SUPERVISE_PROMPT;
 use crate::test_support::write;
 
 // ---------------------------------------------------------------------------
@@ -356,7 +357,8 @@ fn the_plan_holds_the_agent_environment_git_and_files() {
     );
     let prompt = agent_file(&plan, "/home/node/.bot-bottle-prompt.txt");
     assert_eq!(prompt.mode, 0o600);
-    assert_eq!(content(prompt), "Run the tests before every push.\n");
+    let want = format!("Run the tests before every push.\n\n{SUPERVISE_PROMPT}"); // supervise on
+    assert_eq!(content(prompt), want);
     assert_eq!(
         plan.command,
         [
@@ -1249,5 +1251,51 @@ proptest! {
         if let Err(e) = plan.check_secrets(&host, false) {
             check("a resolve error", &format!("{e} {e:?}"))?;
         }
+    }
+}
+
+#[test]
+fn supervise_registers_the_mcp_server_and_tells_the_agent_unless_turned_off() {
+    for (template, config, registered) in [
+        (
+            "claude",
+            "/home/node/.claude.json",
+            "\"url\": \"http://supervise:9100/mcp\"",
+        ),
+        (
+            "codex",
+            "/home/node/.codex/config.toml",
+            "[mcp_servers.supervise]",
+        ),
+    ] {
+        let fx = Fx::new();
+        fx.single(&format!("agent_provider:\n  template: {template}\n"));
+        let plan = fx.plan("a");
+        assert!(plan.daemons.contains(&Daemon::Supervise), "{template}");
+        assert!(
+            content(agent_file(&plan, config)).contains(registered),
+            "{template}"
+        );
+        let prompt = content(agent_file(&plan, "/home/node/.bot-bottle-prompt.txt"));
+        assert!(prompt.starts_with("Do the task.\n"), "{prompt}");
+        contains_all(
+            prompt,
+            &["list-egress-routes", "`allow`", "proposal-status"],
+        );
+
+        let fx = Fx::new();
+        fx.single(&format!(
+            "agent_provider:\n  template: {template}\nsupervise: false\n"
+        ));
+        let plan = fx.plan("a");
+        assert!(!plan.daemons.contains(&Daemon::Supervise), "{template}");
+        assert!(
+            !content(agent_file(&plan, config)).contains("supervise"),
+            "{template}"
+        );
+        assert_eq!(
+            content(agent_file(&plan, "/home/node/.bot-bottle-prompt.txt")),
+            "Do the task.\n"
+        );
     }
 }

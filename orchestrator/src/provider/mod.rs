@@ -7,6 +7,7 @@
 mod pi;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -62,7 +63,57 @@ pub struct ProviderDef {
     /// `{home}/.claude/skills`).
     #[serde(default)]
     pub skills_dir: Option<String>,
+    /// How the CLI is told about the supervise MCP server (unless the
+    /// bottle says `supervise: false`).
+    #[serde(default)]
+    pub supervise: Option<SuperviseDef>,
 }
+
+/// `supervise:` of a provider: where the CLI reads its MCP servers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuperviseDef {
+    /// The file's format.
+    pub register: McpRegistration,
+    /// The file (`{home}` expands). When `files` writes it too, the server
+    /// is added to that content; otherwise the file holds only the server.
+    pub file: String,
+}
+
+/// The MCP configuration formats a provider can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum McpRegistration {
+    /// Claude Code's `.claude.json`: `mcpServers.supervise = {type: http, url}`.
+    ClaudeJson,
+    /// Codex's `config.toml`: a `[mcp_servers.supervise]` table with `url`.
+    CodexToml,
+}
+
+/// The supervise server's URL as the agent reaches it.
+#[must_use]
+pub fn supervise_url() -> String {
+    format!(
+        "http://{}:{}/mcp",
+        crate::plan::SUPERVISE_HOST,
+        crate::plan::SUPERVISE_PORT
+    )
+}
+
+/// The MCP server name the supervise server is registered under.
+pub const SUPERVISE_SERVER_NAME: &str = "supervise";
+
+/// Appended to the agent's prompt (after a blank line) when supervise runs
+/// and the provider registers it: the tools exist and when to use them.
+pub const SUPERVISE_PROMPT: &str = "## bot-bottle supervise\n\n\
+You run in a bot-bottle: network access goes through an egress proxy that allows only the \
+hosts on its allowlist, and this image has only the tools it was built with. When egress \
+refuses a request (a 403 from bot-bottle egress) or you need a tool the image lacks, do not \
+try to get around it: use the `supervise` MCP server. `list-egress-routes` shows the live \
+allowlist; `allow` (or `egress-block`, right after a refusal) proposes a WHOLE new routes.yaml \
+(the live routes plus your change) with a justification; `capability-block` proposes a whole \
+new agent Dockerfile, applied on the next resume. A human reviews every proposal; \
+`proposal-status` with the proposal's id (and wait_seconds up to 50) tells you the decision.\n";
 
 /// `prompt:` of a provider.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -361,6 +412,8 @@ pub struct RenderInput<'a> {
     pub color: &'a str,
     /// Whether the agent has a prompt.
     pub has_prompt: bool,
+    /// Whether the supervise server runs (and is registered with the CLI).
+    pub supervise: bool,
 }
 
 /// Where a provider route's secret comes from.
@@ -517,8 +570,79 @@ impl Provider {
         if let Some(Generator::PiModels) = def.generator {
             pi::generate(&def.home, input.spec.settings.as_ref(), &mut rendered)?;
         }
+        if let (true, Some(sup)) = (input.supervise, &def.supervise) {
+            register_supervise(sup, &def.home, &mut rendered.files)?;
+        }
         Ok(rendered)
     }
+}
+
+/// Adds the supervise server to the CLI's MCP configuration file, editing
+/// the provider's own content for that file when `files` writes it.
+fn register_supervise(
+    sup: &SuperviseDef,
+    home: &str,
+    files: &mut Vec<AgentFile>,
+) -> Result<(), String> {
+    let path = expand(&sup.file, &[("home", home)]);
+    let url = supervise_url();
+    let existing = files.iter().position(|f| f.path == path);
+    let current = existing.map_or_else(String::new, |i| {
+        String::from_utf8_lossy(&files[i].content).into_owned()
+    });
+    let content = match sup.register {
+        McpRegistration::ClaudeJson => {
+            let mut doc: serde_json::Value = if current.trim().is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::from_str(&current)
+                    .map_err(|e| format!("supervise.file `{path}`: not JSON ({e})"))?
+            };
+            let Some(obj) = doc.as_object_mut() else {
+                return Err(format!("supervise.file `{path}`: not a JSON object"));
+            };
+            let servers = obj
+                .entry("mcpServers")
+                .or_insert_with(|| serde_json::json!({}));
+            let Some(servers) = servers.as_object_mut() else {
+                return Err(format!(
+                    "supervise.file `{path}`: `mcpServers` is not an object"
+                ));
+            };
+            servers.insert(
+                SUPERVISE_SERVER_NAME.to_owned(),
+                serde_json::json!({"type": "http", "url": url}),
+            );
+            let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            text.push('\n');
+            text
+        }
+        McpRegistration::CodexToml => {
+            let table = format!("[mcp_servers.{SUPERVISE_SERVER_NAME}]");
+            if current.lines().any(|l| l.trim() == table) {
+                return Err(format!("supervise.file `{path}`: already has {table}"));
+            }
+            let mut text = current;
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            // `proposal-status` waits at most 50 s, under this timeout.
+            let _ = write!(text, "{table}\nurl = \"{url}\"\ntool_timeout_sec = 60\n");
+            text
+        }
+    };
+    match existing {
+        Some(i) => files[i].content = content.into_bytes(),
+        None => files.push(AgentFile {
+            path,
+            mode: 0o600,
+            content: content.into_bytes(),
+        }),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

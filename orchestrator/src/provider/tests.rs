@@ -93,6 +93,7 @@ fn input(spec: &ProviderSpec, has_prompt: bool) -> RenderInput<'_> {
         label: "my task",
         color: "green",
         has_prompt,
+        supervise: false,
     }
 }
 
@@ -720,10 +721,97 @@ fn an_unknown_colour_falls_back_to_blue() {
             label: "x",
             color: "mauve",
             has_prompt: false,
+            supervise: false,
         })
         .expect("renders");
     contains_all(
         text(file(&r, "/home/node/.claude/statusline.sh")),
         &["\\033[34m"],
     );
+}
+
+#[test]
+fn claude_registers_the_supervise_server_in_its_own_claude_json() {
+    let s = spec("claude");
+    let on = RenderInput {
+        supervise: true,
+        ..input(&s, false)
+    };
+    let r = builtin("claude").render(&on).expect("renders");
+    let doc: serde_json::Value =
+        serde_json::from_str(text(file(&r, "/home/node/.claude.json"))).expect("JSON");
+    assert_eq!(
+        doc["mcpServers"]["supervise"],
+        serde_json::json!({"type": "http", "url": "http://supervise:9100/mcp"})
+    );
+    // The provider's own settings are kept.
+    assert_eq!(doc["hasCompletedOnboarding"], true);
+    assert_eq!(doc["name"], "my task");
+    assert_eq!(
+        r.files
+            .iter()
+            .filter(|f| f.path == "/home/node/.claude.json")
+            .count(),
+        1
+    );
+    // supervise: false registers nothing.
+    let off = builtin("claude")
+        .render(&input(&s, false))
+        .expect("renders");
+    assert!(!text(file(&off, "/home/node/.claude.json")).contains("mcpServers"));
+}
+
+#[test]
+fn codex_registers_the_supervise_server_in_config_toml() {
+    let s = spec("codex");
+    let on = RenderInput {
+        supervise: true,
+        ..input(&s, false)
+    };
+    let r = builtin("codex").render(&on).expect("renders");
+    let toml = text(file(&r, "/home/node/.codex/config.toml"));
+    contains_all(
+        toml,
+        &[
+            "trust_level = \"trusted\"",
+            "[mcp_servers.supervise]\nurl = \"http://supervise:9100/mcp\"\ntool_timeout_sec = 60\n",
+        ],
+    );
+    let off = builtin("codex").render(&input(&s, false)).expect("renders");
+    assert!(!text(file(&off, "/home/node/.codex/config.toml")).contains("mcp_servers"));
+}
+
+#[test]
+fn a_plugin_may_register_supervise_in_a_file_of_its_own() {
+    let fx = Fx::new();
+    fx.plugin(
+        "mcpagent",
+        Some("command: [mcpagent]\nhome: /home/a\nworkdir: /w\nsupervise:\n  register: claude-json\n  file: \"{home}/.mcp.json\"\n"),
+        true,
+    );
+    let plugin = find(&fx.paths(), "mcpagent").expect("plugin");
+    let s = spec("mcpagent");
+    let r = plugin
+        .render(&RenderInput {
+            supervise: true,
+            ..input(&s, false)
+        })
+        .expect("renders");
+    let f = file(&r, "/home/a/.mcp.json");
+    assert_eq!(f.mode, 0o600);
+    let doc: serde_json::Value = serde_json::from_str(text(f)).expect("JSON");
+    assert_eq!(
+        doc["mcpServers"]["supervise"]["url"],
+        "http://supervise:9100/mcp"
+    );
+    // An unknown format is refused with the file named.
+    fx.plugin(
+        "badmcp",
+        Some("command: [x]\nhome: /h\nworkdir: /w\nsupervise:\n  register: yaml\n  file: /h/x\n"),
+        true,
+    );
+    let e = find(&fx.paths(), "badmcp")
+        .expect_err("refused")
+        .to_string();
+    contains_all(&e, &["badmcp/provider.yaml", "unknown variant `yaml`"]);
 }
