@@ -648,7 +648,7 @@ async fn pipeline(
         // registered secret.
         let (host, path) = (
             log_field(&generation.engine, &target.host),
-            log_field(&generation.engine, &path),
+            log_field(&generation.engine, path),
         );
         tracing::info!(
             host = %host, method, path = %path, route = forward.route_index,
