@@ -330,6 +330,13 @@ async fn receive_pack(
             Ok(Some(d)) => head.extend_from_slice(&d),
         }
     };
+    if push.commands.is_empty() {
+        // git's probe before a large chunked upload: a bare flush.
+        return git_response(
+            "application/x-git-receive-pack-result",
+            Full::new(Bytes::new()).map_err(|never| match never {}).boxed(),
+        );
+    }
     let mirror = match Mirror::open(&gate.config.state_dir, &up.name) {
         Ok(m) => m,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("git-gate: {e}\n")),
@@ -357,7 +364,8 @@ async fn receive_pack(
         if !rest.is_empty() {
             written += rest.len() as u64;
             if written > max {
-                return too_large(max);
+                drop(file);
+                return drain_then_413(body, max).await;
             }
             if let Err(e) = file.write_all(&rest).await {
                 return text(
@@ -388,6 +396,25 @@ async fn receive_pack(
             .await;
     });
     git_response("application/x-git-receive-pack-result", chan.boxed())
+}
+
+/// Reads and discards the rest of an over-cap body (up to a bound) before
+/// answering 413, so the client is reading when the answer comes rather
+/// than still writing into a closed connection.
+async fn drain_then_413(mut body: Incoming, max: u64) -> Response<Body> {
+    let mut drained = 0u64;
+    let bound = max.saturating_mul(4).max(64 * 1024 * 1024);
+    while drained < bound {
+        match tokio::time::timeout(CLIENT_IDLE, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    drained += d.len() as u64;
+                }
+            }
+            _ => break,
+        }
+    }
+    too_large(max)
 }
 
 fn too_large(max: u64) -> Response<Body> {

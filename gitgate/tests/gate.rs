@@ -333,3 +333,107 @@ fn check_validates_the_config() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// How the test's operator answers a `gitleaks-allow` proposal.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Approve,
+    Reject,
+    Garbage,
+    Nothing,
+}
+
+/// Pushes a marked secret while a thread plays the operator.
+fn allow_case(answer: Answer) -> (bool, String, bool) {
+    use bb_supervise::queue::{Queue, Response, Status, Tool};
+    let name = unique("allow");
+    let bare = upstream(&name);
+    let before = rev(&bare, "main");
+    let queue_dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "supervise_queue: {}\nallow_timeout_secs: 3\nbottle_slug: test-bottle\n",
+        queue_dir.path().display()
+    );
+    let g = gate(&[&name], &extra, &secrets());
+    let work = clone(&g, &name);
+    commit(
+        &work,
+        &[(
+            "fixture.txt",
+            format!("example = \"{KNOWN}\"  # gitleaks:allow\n").as_bytes(),
+        )],
+        "test fixture",
+    );
+    let dir = queue_dir.path().to_owned();
+    let operator = std::thread::spawn(move || {
+        let queue = Queue::open(&dir).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let pending = queue.pending();
+            if let Some(p) = pending.proposals.first() {
+                assert_eq!(p.tool, Tool::GitleaksAllow);
+                assert_eq!(p.bottle_slug, "test-bottle");
+                assert!(p.proposed_file.contains("fixture.txt line 1"), "{}", p.proposed_file);
+                assert!(!p.proposed_file.contains(KNOWN), "the proposal holds the secret");
+                match answer {
+                    Answer::Approve => {
+                        let r = Response::new(p, Status::Approved, "a test fixture, not a real token".into(), None, "op").unwrap();
+                        queue.respond(&r).unwrap();
+                    }
+                    Answer::Reject => {
+                        let r = Response::new(p, Status::Rejected, "that is a real token".into(), None, "op").unwrap();
+                        queue.respond(&r).unwrap();
+                    }
+                    Answer::Garbage => {
+                        let path = dir.join(format!("{}.response.json", p.id.as_str()));
+                        std::fs::write(path, b"{\"id\": 12, \"status\": \"sure\"").unwrap();
+                    }
+                    Answer::Nothing => {}
+                }
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    let (ok, err) = push(&work, &["origin", "main"]);
+    let saw = operator.join().unwrap();
+    let landed = rev(&bare, "main") != before;
+    assert_eq!(landed, ok, "git's verdict and the upstream disagree:\n{err}");
+    (ok, err, saw)
+}
+
+#[test]
+fn gitleaks_allow_approved_lets_the_push_through() {
+    let (ok, err, saw) = allow_case(Answer::Approve);
+    assert!(saw, "no proposal was queued");
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn gitleaks_allow_rejected_timed_out_or_malformed_refuses() {
+    for (answer, needle) in [
+        (Answer::Reject, "rejected by the operator: that is a real token"),
+        (Answer::Nothing, "timed out with no decision"),
+        (Answer::Garbage, "answer is malformed"),
+    ] {
+        let (ok, err, saw) = allow_case(answer);
+        assert!(saw, "{answer:?}: no proposal was queued");
+        assert_refused(ok, &err, &[needle, "fixture.txt line 1", "marked gitleaks:allow"]);
+    }
+}
+
+#[test]
+fn gitleaks_allow_without_a_queue_refuses() {
+    let name = unique("noqueue");
+    let bare = upstream(&name);
+    let before = rev(&bare, "main");
+    let g = gate(&[&name], "", &secrets());
+    let work = clone(&g, &name);
+    commit(&work, &[("f.txt", format!("{KNOWN} # gitleaks:allow\n").as_bytes())], "x");
+    let (ok, err) = push(&work, &["origin", "main"]);
+    assert_refused(ok, &err, &["names no supervise_queue"]);
+    assert_eq!(rev(&bare, "main"), before);
+}

@@ -94,9 +94,17 @@ fn start_sshd() -> Sshd {
         ),
     )
     .unwrap();
-    let child = Command::new(SSHD)
-        .args(["-D", "-e", "-f"])
+    // A static is never dropped, so a watcher shell stops sshd when this
+    // test process is gone.
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "\"$0\" -D -e -f \"$1\" & s=$!; \
+             while kill -0 \"$2\" 2>/dev/null; do sleep 0.5; done; kill $s",
+        )
+        .arg(SSHD)
         .arg(&config)
+        .arg(std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -243,7 +251,7 @@ pub fn gate_with_yaml(yaml: &str, secrets: &[(&str, &str)]) -> Gate {
         .args(["--http-listen", &format!("127.0.0.1:{port}")])
         .args(["--listen", &format!("127.0.0.1:{git_port}")])
         .arg("--secrets-stdin")
-        .env("BB_GITGATE_LOG", "debug")
+        .env("BB_GITGATE_LOG", "bb_gitgate=debug,warn")
         .stdin(Stdio::piped())
         .spawn()
         .expect("bb-gitgate starts");
