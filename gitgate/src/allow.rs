@@ -8,6 +8,7 @@
 //! which. The proposal's file is the findings report: places and rules,
 //! never the secret.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -64,9 +65,9 @@ impl Decision {
             Decision::Malformed { why } => Some(format!(
                 "gitleaks-allow answer is malformed, refusing: {why}"
             )),
-            Decision::Unavailable { why } => Some(format!(
-                "gitleaks-allow cannot be asked for: {why}"
-            )),
+            Decision::Unavailable { why } => {
+                Some(format!("gitleaks-allow cannot be asked for: {why}"))
+            }
         }
     }
 }
@@ -81,7 +82,7 @@ pub fn report(repo: &str, refs: &[String], findings: &[Finding]) -> String {
         findings.len()
     );
     for f in findings {
-        out.push_str(&format!("- {f}\n"));
+        let _ = writeln!(out, "- {f}");
     }
     out
 }
@@ -117,8 +118,13 @@ pub fn ask(
     let justification = "The agent marked these lines gitleaks:allow; \
         the push waits for a decision (a reason is required to approve)."
         .to_owned();
-    let proposal = match Proposal::new(bottle_slug, Tool::GitleaksAllow, report, justification, None)
-    {
+    let proposal = match Proposal::new(
+        bottle_slug,
+        Tool::GitleaksAllow,
+        report,
+        justification,
+        None,
+    ) {
         Ok(p) => p,
         Err(e) => {
             return (

@@ -189,9 +189,7 @@ impl Config {
         if max_pack_bytes == 0 {
             return Err(invalid("max_pack_bytes".into(), "0", "must be at least 1"));
         }
-        let allow_timeout_secs = raw
-            .allow_timeout_secs
-            .unwrap_or(DEFAULT_ALLOW_TIMEOUT_SECS);
+        let allow_timeout_secs = raw.allow_timeout_secs.unwrap_or(DEFAULT_ALLOW_TIMEOUT_SECS);
         if allow_timeout_secs == 0 || allow_timeout_secs > 24 * 3600 {
             return Err(invalid(
                 "allow_timeout_secs".into(),
@@ -276,14 +274,14 @@ pub fn parse_ssh_url(url: &str) -> Result<(String, String, u16, String), &'stati
     if path.len() < 2 || path.contains('\'') || path.bytes().any(|b| b.is_ascii_control()) {
         return Err("the repository path is empty or has a quote or control character");
     }
-    let path = path.strip_prefix("/~").map_or_else(
-        || path.to_owned(),
-        |home| format!("~{home}"),
-    );
+    let path = path
+        .strip_prefix("/~")
+        .map_or_else(|| path.to_owned(), |home| format!("~{home}"));
     Ok((user.to_owned(), host, port, path))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 

@@ -96,6 +96,7 @@ async fn connection(gate: &Gate, mut tcp: TcpStream) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -105,7 +106,10 @@ mod tests {
             parse_request(b"git-upload-pack /app.git\0host=x\0"),
             Some(("git-upload-pack", "app"))
         );
-        assert_eq!(parse_request(b"git-receive-pack /a\0"), Some(("git-receive-pack", "a")));
+        assert_eq!(
+            parse_request(b"git-receive-pack /a\0"),
+            Some(("git-receive-pack", "a"))
+        );
         assert_eq!(parse_request(b"nonsense"), None);
     }
 }

@@ -109,6 +109,10 @@ impl Gate {
     /// Handles a received push: `header` is the commands (and push
     /// options) as the agent sent them, `pack` the spooled pack (empty
     /// for delete-only pushes). Writes the agent's answer into `tx`.
+    ///
+    /// # Panics
+    ///
+    /// Never: every configured repo has a lock (built in [`Gate::new`]).
     pub async fn receive_pack(
         self: &Arc<Self>,
         up: &Arc<Upstream>,
@@ -118,7 +122,10 @@ impl Gate {
         tx: http_body_util::channel::Sender<Bytes, io::Error>,
     ) {
         let mut tx = tx;
-        let lock = self.locks.get(&up.name).expect("a lock per configured repo");
+        let lock = self
+            .locks
+            .get(&up.name)
+            .expect("a lock per configured repo");
         let _guard = lock.lock().await;
         let refs: Vec<String> = req.commands.iter().map(|c| c.name.clone()).collect();
         tracing::info!(repo = %up.name, refs = ?refs, "push received");
@@ -199,11 +206,10 @@ impl Gate {
         let queue = self.config.supervise_queue.clone();
         let slug = self.config.bottle_slug.clone();
         let timeout = self.config.allow_timeout;
-        let (_, decision) = tokio::task::spawn_blocking(move || {
-            allow::ask(queue.as_deref(), &slug, text, timeout)
-        })
-        .await
-        .map_err(|e| fail("wait for the gitleaks-allow decision", &e))?;
+        let (_, decision) =
+            tokio::task::spawn_blocking(move || allow::ask(queue.as_deref(), &slug, text, timeout))
+                .await
+                .map_err(|e| fail("wait for the gitleaks-allow decision", &e))?;
         match decision.refusal() {
             None => {
                 if let Decision::Approved { reason } = &decision {

@@ -17,7 +17,11 @@ use tokio_util::sync::CancellationToken;
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "bb-gitgate", version, about = "bot-bottle's git gate: scanned pushes, pinned-SSH upstreams")]
+#[command(
+    name = "bb-gitgate",
+    version,
+    about = "bot-bottle's git gate: scanned pushes, pinned-SSH upstreams"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -114,13 +118,21 @@ async fn serve(cli: Cli, config: Config, engine: Arc<DlpEngine>) -> anyhow::Resu
         .with_context(|| format!("binding {}", cli.http_listen))?;
     tracing::info!(addr = %http.local_addr()?, "smart HTTP listening");
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(bb_gitgate::http::serve(Arc::clone(&gate), http, cancel.clone()));
+    tasks.spawn(bb_gitgate::http::serve(
+        Arc::clone(&gate),
+        http,
+        cancel.clone(),
+    ));
     if let Some(addr) = cli.listen {
         let git = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
         tracing::info!(addr = %git.local_addr()?, "git:// listening (fetch only)");
-        tasks.spawn(bb_gitgate::daemon::serve(Arc::clone(&gate), git, cancel.clone()));
+        tasks.spawn(bb_gitgate::daemon::serve(
+            Arc::clone(&gate),
+            git,
+            cancel.clone(),
+        ));
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

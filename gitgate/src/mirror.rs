@@ -105,7 +105,9 @@ impl Mirror {
             return Ok(None);
         }
         if got < 12 || &header[..4] != b"PACK" {
-            return Err(MirrorError::Index("the pack does not start with a PACK header".into()));
+            return Err(MirrorError::Index(
+                "the pack does not start with a PACK header".into(),
+            ));
         }
         if header[8..12] == [0, 0, 0, 0] {
             return Ok(None);
@@ -209,7 +211,11 @@ impl Mirror {
         for id in ids {
             let oid = ObjectId::from_hex(id.as_bytes())
                 .map_err(|e| MirrorError::Protocol(e.to_string()))?;
-            let list = if odb.exists(&oid) { &mut haves } else { &mut wants };
+            let list = if odb.exists(&oid) {
+                &mut haves
+            } else {
+                &mut wants
+            };
             if !list.contains(id) {
                 list.push(id.clone());
             }

@@ -138,9 +138,12 @@ pub fn encode_band(out: &mut Vec<u8>, band: u8, data: &[u8]) {
     }
 }
 
+/// Data lines and the bytes they took.
+pub type Lines<'a> = (Vec<&'a [u8]>, usize);
+
 /// The data lines of `buf` up to its first flush, and the bytes taken
 /// (flush included). `Ok(None)`: no flush yet.
-pub fn lines_to_flush(buf: &[u8]) -> Result<Option<(Vec<&[u8]>, usize)>, ProtocolError> {
+pub fn lines_to_flush(buf: &[u8]) -> Result<Option<Lines<'_>>, ProtocolError> {
     let mut lines = Vec::new();
     let mut pos = 0;
     loop {
@@ -333,7 +336,9 @@ impl PushRequest {
             match pkt {
                 Pkt::Flush => break,
                 Pkt::Delim | Pkt::ResponseEnd => {
-                    return Err(ProtocolError::BadCommand("unexpected special packet".into()));
+                    return Err(ProtocolError::BadCommand(
+                        "unexpected special packet".into(),
+                    ));
                 }
                 Pkt::Data(line) => {
                     let line = chomp(line);
@@ -440,7 +445,7 @@ pub fn valid_ref_name(name: &str) -> bool {
         && name.len() <= 1024
         && !name.contains("..")
         && !name.ends_with('/')
-        && !name.ends_with(".lock")
+        && !name.to_ascii_lowercase().ends_with(".lock")
         && name
             .bytes()
             .all(|b| b > b' ' && b != 0x7f && !b"~^:?*[\\".contains(&b))
@@ -453,6 +458,7 @@ fn excerpt(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -478,7 +484,10 @@ mod tests {
             format!("{old} {new} refs/heads/main\0report-status side-band-64k push-options\n")
                 .as_bytes(),
         );
-        encode(&mut buf, format!("{new} {old} refs/heads/gone\n").as_bytes());
+        encode(
+            &mut buf,
+            format!("{new} {old} refs/heads/gone\n").as_bytes(),
+        );
         flush(&mut buf);
         encode(&mut buf, b"ci.skip\n");
         flush(&mut buf);

@@ -126,12 +126,11 @@ pub fn scan_pack(
     index: &Path,
     engine: &Arc<DlpEngine>,
 ) -> Result<Report, ScanError> {
-    let file = gix_pack::index::File::at(index, gix_hash::Kind::Sha1).map_err(|e| {
-        ScanError::Index {
+    let file =
+        gix_pack::index::File::at(index, gix_hash::Kind::Sha1).map_err(|e| ScanError::Index {
             path: index.display().to_string(),
             why: e.to_string(),
-        }
-    })?;
+        })?;
     let ids: Vec<ObjectId> = file.iter().map(|e| e.oid).collect();
     scan_objects(odb, &ids, engine)
 }
@@ -179,10 +178,7 @@ pub fn scan_objects(
                     let mut pbuf = Vec::new();
                     // A parent the mirror lacks is diffed as empty: more is
                     // scanned, nothing is skipped.
-                    let old = odb
-                        .find_commit(&parent, &mut pbuf)
-                        .ok()
-                        .map(|c| c.tree());
+                    let old = odb.find_commit(&parent, &mut pbuf).ok().map(|c| c.tree());
                     diff_trees(odb, old, tree, "", &mut changed)?;
                 }
                 for (path, blob) in changed {
@@ -269,7 +265,9 @@ fn diff_trees(
         }
     }
     let mut nbuf = Vec::new();
-    let tree = odb.find_tree(&new, &mut nbuf).map_err(|e| tree_err(&new, &e))?;
+    let tree = odb
+        .find_tree(&new, &mut nbuf)
+        .map_err(|e| tree_err(&new, &e))?;
     let entries: Vec<(Vec<u8>, gix_object::tree::EntryMode, ObjectId)> = tree
         .entries
         .iter()
@@ -281,10 +279,8 @@ fn diff_trees(
         if mode.is_tree() {
             let old_sub = before.filter(|(is_tree, _)| *is_tree).map(|(_, o)| *o);
             diff_trees(odb, old_sub, oid, &format!("{path}/"), out)?;
-        } else if mode.is_blob_or_symlink() {
-            if before.map(|(_, o)| *o) != Some(oid) {
-                out.push((path, oid));
-            }
+        } else if mode.is_blob_or_symlink() && before.map(|(_, o)| *o) != Some(oid) {
+            out.push((path, oid));
         }
     }
     Ok(())
@@ -307,7 +303,11 @@ pub fn scan_bytes(engine: &Arc<DlpEngine>, data: &[u8]) -> Vec<(usize, String, b
         let start = memchr::memrchr(b'\n', &data[..at]).map_or(0, |i| i + 1);
         let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i);
         let marked = memchr::memmem::find(&data[start..end], ALLOW_MARKER).is_some();
-        hits.push((line_no, format!("{}: {}", hit.detector.name(), hit.rule), marked));
+        hits.push((
+            line_no,
+            format!("{}: {}", hit.detector.name(), hit.rule),
+            marked,
+        ));
         pos = end + 1;
         line_no += 1;
     }
@@ -315,6 +315,7 @@ pub fn scan_bytes(engine: &Arc<DlpEngine>, data: &[u8]) -> Vec<(usize, String, b
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
     use bb_egress::redact::Redacted;

@@ -12,6 +12,9 @@ use std::io::{self, Read};
 
 use bb_egress::redact::Redacted;
 
+/// A named secret, as `DlpEngine::new` takes it.
+pub type Secret = (String, Redacted<Vec<u8>>);
+
 /// Largest secrets input (every record together).
 pub const MAX_INPUT: usize = 1024 * 1024;
 
@@ -35,18 +38,17 @@ pub enum SecretsError {
 
 /// Parses NUL-terminated `NAME=VALUE` records. A final record without its
 /// NUL is accepted; empty records are skipped.
-pub fn parse(input: &[u8]) -> Result<Vec<(String, Redacted<Vec<u8>>)>, SecretsError> {
+pub fn parse(input: &[u8]) -> Result<Vec<Secret>, SecretsError> {
     let mut out = Vec::new();
     for (index, record) in input.split(|&b| b == 0).enumerate() {
         if record.is_empty() {
             continue;
         }
         let eq = memchr::memchr(b'=', record).ok_or(SecretsError::BadRecord { index })?;
-        let name = std::str::from_utf8(&record[..eq]).map_err(|_| SecretsError::BadRecord { index })?;
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let name =
+            std::str::from_utf8(&record[..eq]).map_err(|_| SecretsError::BadRecord { index })?;
+        let valid =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
             return Err(SecretsError::BadRecord { index });
         }
@@ -56,7 +58,7 @@ pub fn parse(input: &[u8]) -> Result<Vec<(String, Redacted<Vec<u8>>)>, SecretsEr
 }
 
 /// Reads and parses `reader` (stdin) to its end.
-pub fn read(reader: impl Read) -> Result<Vec<(String, Redacted<Vec<u8>>)>, SecretsError> {
+pub fn read(reader: impl Read) -> Result<Vec<Secret>, SecretsError> {
     let mut buf = Vec::new();
     let n = reader.take(MAX_INPUT as u64 + 1).read_to_end(&mut buf)?;
     if n > MAX_INPUT {
@@ -66,6 +68,7 @@ pub fn read(reader: impl Read) -> Result<Vec<(String, Redacted<Vec<u8>>)>, Secre
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 

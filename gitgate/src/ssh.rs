@@ -110,9 +110,7 @@ impl client::Handler for Pinned {
     ) -> Result<bool, Self::Error> {
         let key = match server_public_key {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(cert) => {
-                PublicKey::from(cert.public_key().clone())
-            }
+            PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
         };
         let matches = key.key_data() == self.expected.key_data();
         if !matches && let Ok(mut slot) = self.offered.lock() {
@@ -159,7 +157,7 @@ pub async fn open(up: &Upstream, service: Service) -> Result<ServiceStream, SshE
         offered: Arc::clone(&offered),
     };
     let config = Arc::new(client::Config {
-        inactivity_timeout: Some(Duration::from_secs(600)),
+        inactivity_timeout: Some(Duration::from_mins(10)),
         ..client::Config::default()
     });
     let connect = client::connect(config, (up.host.as_str(), up.port), handler);

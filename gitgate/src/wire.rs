@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use crate::pktline::{self, MAX_PKT_LEN};
 
 /// How long the upstream may stay silent before the gate gives up.
-pub const UPSTREAM_IDLE: Duration = Duration::from_secs(300);
+pub const UPSTREAM_IDLE: Duration = Duration::from_mins(5);
 
 /// An owned frame.
 #[derive(Debug, Clone, PartialEq, Eq)]

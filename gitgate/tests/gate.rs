@@ -1,5 +1,6 @@
 //! The gate end to end: the real `git` client as the agent, the real
 //! `bb-gitgate` binary, a real Debian `sshd` serving bare repos upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod common;
 
@@ -27,8 +28,14 @@ fn assert_refused(ok: bool, stderr: &str, needles: &[&str]) {
     for n in needles {
         assert!(stderr.contains(n), "refusal lacks {n:?}:\n{stderr}");
     }
-    assert!(!stderr.contains(KNOWN), "the refusal echoes the secret:\n{stderr}");
-    assert!(!stderr.contains(&pat()), "the refusal echoes the token:\n{stderr}");
+    assert!(
+        !stderr.contains(KNOWN),
+        "the refusal echoes the secret:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains(&pat()),
+        "the refusal echoes the token:\n{stderr}"
+    );
 }
 
 #[test]
@@ -37,7 +44,10 @@ fn clone_and_fetch_through_the_gate() {
     let bare = upstream(&name);
     let g = gate(&[&name], "", &[]);
     let work = clone(&g, &name);
-    assert_eq!(std::fs::read_to_string(work.join("README.md")).unwrap(), "hello\n");
+    assert_eq!(
+        std::fs::read_to_string(work.join("README.md")).unwrap(),
+        "hello\n"
+    );
     // A new upstream commit arrives through a fetch (with negotiation:
     // the clone's commit is a `have`).
     let other = tempfile::tempdir().unwrap();
@@ -82,10 +92,7 @@ fn clean_push_lands_and_ref_updates_are_forwarded() {
     git_ok(&work, &["checkout", "-qb", "topic"]);
     commit(&work, &[("t.txt", b"topic\n")], "topic");
     git_ok(&work, &["tag", "-a", "v1", "-m", "release one"]);
-    git_ok(
-        &bare,
-        &["config", "receive.advertisePushOptions", "true"],
-    );
+    git_ok(&bare, &["config", "receive.advertisePushOptions", "true"]);
     let hook = bare.join("hooks").join("pre-receive");
     std::fs::write(
         &hook,
@@ -159,9 +166,14 @@ fn known_secret_raw_base64_and_hex_are_refused() {
     refused_case(
         &[("blob.txt", format!("data: {b64}\n").as_bytes())],
         "b64",
-        &["blob.txt line 1", "known_secrets: EGRESS_TOKEN_GITHUB/base64"],
+        &[
+            "blob.txt line 1",
+            "known_secrets: EGRESS_TOKEN_GITHUB/base64",
+        ],
     );
-    let hex: String = KNOWN.bytes().map(|b| format!("{b:02x}")).collect();
+    let hex: String = KNOWN
+        .bytes()
+        .fold(String::new(), |acc, b| acc + &format!("{b:02x}"));
     refused_case(
         &[("h.txt", format!("\n\nkey = {hex}\n").as_bytes())],
         "hex",
@@ -177,7 +189,11 @@ fn secret_in_an_older_commit_or_added_then_deleted_is_refused() {
         let before = rev(&bare, "main");
         let g = gate(&[&name], "", &secrets());
         let work = clone(&g, &name);
-        commit(&work, &[("leak.txt", format!("{KNOWN}\n").as_bytes())], "leak");
+        commit(
+            &work,
+            &[("leak.txt", format!("{KNOWN}\n").as_bytes())],
+            "leak",
+        );
         let leak = rev(&work, "HEAD");
         if delete {
             std::fs::remove_file(work.join("leak.txt")).unwrap();
@@ -209,7 +225,11 @@ fn secret_in_a_binary_blob_is_refused() {
     let mut blob = vec![0u8, 1, 2, 0xff, 0xfe, 0];
     blob.extend_from_slice(KNOWN.as_bytes());
     blob.extend_from_slice(&[0, 0, 7, 0x80]);
-    refused_case(&[("img.bin", &blob)], "binary", &["img.bin", "known_secrets"]);
+    refused_case(
+        &[("img.bin", &blob)],
+        "binary",
+        &["img.bin", "known_secrets"],
+    );
 }
 
 #[test]
@@ -224,7 +244,10 @@ fn wrong_host_key_is_refused_and_says_so() {
     let d = tempfile::tempdir().unwrap();
     let out = git(d.path(), &["clone", &g.url(&name), "x"]);
     assert!(!out.status.success());
-    let body = http_get(g.port, &format!("/{name}.git/info/refs?service=git-upload-pack"));
+    let body = http_get(
+        g.port,
+        &format!("/{name}.git/info/refs?service=git-upload-pack"),
+    );
     assert!(body.starts_with("HTTP/1.1 502"), "{body}");
     assert!(body.contains("host key mismatch"), "{body}");
     let _ = sshd();
@@ -284,7 +307,7 @@ fn content_length_is_checked() {
 fn http_raw(port: u16, request: &str) -> String {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+    s.set_read_timeout(Some(std::time::Duration::from_mins(1)))
         .unwrap();
     s.write_all(request.as_bytes()).unwrap();
     let mut out = Vec::new();
@@ -315,7 +338,10 @@ fn check_validates_the_config() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("gate.yaml") && err.contains("repos.app.url"), "{err}");
+    assert!(
+        err.contains("gate.yaml") && err.contains("repos.app.url"),
+        "{err}"
+    );
     assert!(err.contains("https://example.invalid/x"), "{err}");
     // A good one passes.
     let name = unique("check");
@@ -323,7 +349,10 @@ fn check_validates_the_config() {
     let good = d.path().join("good.yaml");
     std::fs::write(
         &good,
-        format!("repos:\n{}", common::repo_entry(&name, &sshd().host_key_line)),
+        format!(
+            "repos:\n{}",
+            common::repo_entry(&name, &sshd().host_key_line)
+        ),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_bb-gitgate"))
@@ -373,15 +402,36 @@ fn allow_case(answer: Answer) -> (bool, String, bool) {
             if let Some(p) = pending.proposals.first() {
                 assert_eq!(p.tool, Tool::GitleaksAllow);
                 assert_eq!(p.bottle_slug, "test-bottle");
-                assert!(p.proposed_file.contains("fixture.txt line 1"), "{}", p.proposed_file);
-                assert!(!p.proposed_file.contains(KNOWN), "the proposal holds the secret");
+                assert!(
+                    p.proposed_file.contains("fixture.txt line 1"),
+                    "{}",
+                    p.proposed_file
+                );
+                assert!(
+                    !p.proposed_file.contains(KNOWN),
+                    "the proposal holds the secret"
+                );
                 match answer {
                     Answer::Approve => {
-                        let r = Response::new(p, Status::Approved, "a test fixture, not a real token".into(), None, "op").unwrap();
+                        let r = Response::new(
+                            p,
+                            Status::Approved,
+                            "a test fixture, not a real token".into(),
+                            None,
+                            "op",
+                        )
+                        .unwrap();
                         queue.respond(&r).unwrap();
                     }
                     Answer::Reject => {
-                        let r = Response::new(p, Status::Rejected, "that is a real token".into(), None, "op").unwrap();
+                        let r = Response::new(
+                            p,
+                            Status::Rejected,
+                            "that is a real token".into(),
+                            None,
+                            "op",
+                        )
+                        .unwrap();
                         queue.respond(&r).unwrap();
                     }
                     Answer::Garbage => {
@@ -401,7 +451,10 @@ fn allow_case(answer: Answer) -> (bool, String, bool) {
     let (ok, err) = push(&work, &["origin", "main"]);
     let saw = operator.join().unwrap();
     let landed = rev(&bare, "main") != before;
-    assert_eq!(landed, ok, "git's verdict and the upstream disagree:\n{err}");
+    assert_eq!(
+        landed, ok,
+        "git's verdict and the upstream disagree:\n{err}"
+    );
     (ok, err, saw)
 }
 
@@ -415,13 +468,20 @@ fn gitleaks_allow_approved_lets_the_push_through() {
 #[test]
 fn gitleaks_allow_rejected_timed_out_or_malformed_refuses() {
     for (answer, needle) in [
-        (Answer::Reject, "rejected by the operator: that is a real token"),
+        (
+            Answer::Reject,
+            "rejected by the operator: that is a real token",
+        ),
         (Answer::Nothing, "timed out with no decision"),
         (Answer::Garbage, "answer is malformed"),
     ] {
         let (ok, err, saw) = allow_case(answer);
         assert!(saw, "{answer:?}: no proposal was queued");
-        assert_refused(ok, &err, &[needle, "fixture.txt line 1", "marked gitleaks:allow"]);
+        assert_refused(
+            ok,
+            &err,
+            &[needle, "fixture.txt line 1", "marked gitleaks:allow"],
+        );
     }
 }
 
@@ -432,7 +492,11 @@ fn gitleaks_allow_without_a_queue_refuses() {
     let before = rev(&bare, "main");
     let g = gate(&[&name], "", &secrets());
     let work = clone(&g, &name);
-    commit(&work, &[("f.txt", format!("{KNOWN} # gitleaks:allow\n").as_bytes())], "x");
+    commit(
+        &work,
+        &[("f.txt", format!("{KNOWN} # gitleaks:allow\n").as_bytes())],
+        "x",
+    );
     let (ok, err) = push(&work, &["origin", "main"]);
     assert_refused(ok, &err, &["names no supervise_queue"]);
     assert_eq!(rev(&bare, "main"), before);

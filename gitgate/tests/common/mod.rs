@@ -2,7 +2,14 @@
 //! (one per test binary, shared through a `OnceLock`), the real
 //! `bb-gitgate` binary in front of it, and the real `git` client.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test fixtures"
+)]
 
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
