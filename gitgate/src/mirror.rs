@@ -126,6 +126,9 @@ impl Mirror {
             gix_hash::Kind::Sha1,
             gix_pack::bundle::write::Options {
                 thread_limit: Some(1),
+                // A small pack can inflate to a huge object (a zip bomb);
+                // decoding buffers stop here and the push is refused.
+                alloc_limit_bytes: Some(crate::scan::MAX_OBJECT_BYTES),
                 ..Default::default()
             },
         )

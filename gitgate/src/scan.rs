@@ -23,9 +23,14 @@ use std::sync::Arc;
 use bb_egress::dlp::{DetectorSet, DlpEngine};
 use gix_hash::ObjectId;
 use gix_object::{FindExt as _, Kind};
+use gix_odb::HeaderExt as _;
 
 /// The marker that asks for an exception on one line.
 pub const ALLOW_MARKER: &[u8] = b"gitleaks:allow";
+
+/// Largest object the gate reads whole (and lets through): anything larger
+/// is refused, since it could not be scanned within bounded memory.
+pub const MAX_OBJECT_BYTES: usize = 256 * 1024 * 1024;
 
 /// Most findings reported per object (the rest add nothing to a refusal).
 const MAX_FINDINGS_PER_OBJECT: usize = 20;
@@ -151,6 +156,16 @@ pub fn scan_objects(
     // Pass 1: commits and tags; learn where each changed blob lives.
     let mut blob_place: HashMap<ObjectId, (String, String)> = HashMap::new();
     for id in ids {
+        let header = odb.header(id).map_err(|e| obj_err(id, &e))?;
+        if header.size() > MAX_OBJECT_BYTES as u64 {
+            return Err(obj_err(
+                id,
+                &format!(
+                    "{} bytes is over the {MAX_OBJECT_BYTES}-byte limit of what git-gate scans",
+                    header.size()
+                ),
+            ));
+        }
         let data = odb.find(id, &mut buf).map_err(|e| obj_err(id, &e))?;
         kinds.insert(*id, data.kind);
         match data.kind {

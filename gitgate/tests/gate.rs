@@ -253,6 +253,66 @@ fn wrong_host_key_is_refused_and_says_so() {
     let _ = sshd();
 }
 
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = Vec::with_capacity(len + 8);
+    let mut x: u64 = seed | 1;
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data
+}
+
+#[test]
+fn memory_stays_bounded_for_a_large_push() {
+    let name = unique("big");
+    let bare = upstream(&name);
+    let g = gate(&[&name], "", &secrets());
+    let work = clone(&g, &name);
+    // 64 MiB of incompressible content in 8 files: the pack is spooled to
+    // disk and indexed from there, objects are read one at a time.
+    let files: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("data/{i}.bin"), noise(8 << 20, 0x9e37_79b9 + i)))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_slice()))
+        .collect();
+    commit(&work, &refs, "large");
+    // Anonymous memory is what the gate allocates; VmHWM also counts the
+    // page cache of the pack it maps, which the kernel reclaims at will.
+    let pid = g.pid();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(common::status_bytes(pid, "RssAnon"));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let (ok, err) = push(&work, &["origin", "main"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak_anon = sampler.join().unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(rev(&bare, "main"), rev(&work, "HEAD"));
+    eprintln!(
+        "gate after a 64 MiB push: peak RssAnon {} MiB, VmHWM {} MiB",
+        peak_anon >> 20,
+        g.status_bytes("VmHWM") >> 20
+    );
+    assert!(
+        peak_anon < 48 << 20,
+        "peak anonymous RSS {} MiB",
+        peak_anon >> 20
+    );
+}
+
 #[test]
 fn pack_over_the_cap_is_refused() {
     let name = unique("cap");

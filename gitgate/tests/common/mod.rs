@@ -216,9 +216,31 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// A field of the gate's `/proc/<pid>/status` in bytes (`VmHWM`,
+    /// `RssAnon`), 0 once the process is gone.
+    pub fn status_bytes(&self, field: &str) -> u64 {
+        status_bytes(self.child.0.id(), field)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
     pub fn url(&self, name: &str) -> String {
         format!("http://127.0.0.1:{}/{name}.git", self.port)
     }
+}
+
+pub fn status_bytes(pid: u32, field: &str) -> u64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0;
+    };
+    status
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// The gate.yaml entry for `name` on the shared sshd.
