@@ -185,18 +185,7 @@ pub fn scan_objects(
                     .map_err(|e| obj_err(id, &e))?;
                 let tree = commit.tree();
                 let parents: Vec<ObjectId> = commit.parents().collect();
-                let mut changed = Vec::new();
-                if parents.is_empty() {
-                    diff_trees(odb, None, tree, "", &mut changed)?;
-                }
-                for parent in parents {
-                    let mut pbuf = Vec::new();
-                    // A parent the mirror lacks is diffed as empty: more is
-                    // scanned, nothing is skipped.
-                    let old = odb.find_commit(&parent, &mut pbuf).ok().map(|c| c.tree());
-                    diff_trees(odb, old, tree, "", &mut changed)?;
-                }
-                for (path, blob) in changed {
+                for (path, blob) in changed_blobs(odb, tree, &parents)? {
                     blob_place
                         .entry(blob)
                         .or_insert_with(|| (id.to_string(), path));
@@ -252,6 +241,27 @@ pub fn scan_objects(
     report.findings.sort();
     report.findings.dedup();
     Ok(report)
+}
+
+/// The `(path, blob)` pairs a commit with `tree` changes against each of
+/// its `parents` (against the empty tree for a root commit).
+fn changed_blobs(
+    odb: &gix_odb::Handle,
+    tree: ObjectId,
+    parents: &[ObjectId],
+) -> Result<Vec<(String, ObjectId)>, ScanError> {
+    let mut changed = Vec::new();
+    if parents.is_empty() {
+        diff_trees(odb, None, tree, "", &mut changed)?;
+    }
+    for parent in parents {
+        let mut pbuf = Vec::new();
+        // A parent the mirror lacks is diffed as empty: more is scanned,
+        // nothing is skipped.
+        let old = odb.find_commit(parent, &mut pbuf).ok().map(|c| c.tree());
+        diff_trees(odb, old, tree, "", &mut changed)?;
+    }
+    Ok(changed)
 }
 
 /// Collects `(path, blob)` for every blob or symlink in `new` that is not
