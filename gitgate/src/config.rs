@@ -233,51 +233,80 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Splits `ssh://user@host[:port]/path` into its parts. The path keeps its
-/// leading `/` (as `git` sends it for `ssh://` URLs), except a `/~` prefix,
-/// which git turns into a home-relative path.
+/// Splits an SSH git URL into `(user, host, port, path)`, the way `git`
+/// reads it: `ssh://[user@]host[:port]/path` (the path keeps its leading
+/// `/`; a `/~` prefix becomes a home-relative `~`) or the scp-like
+/// `[user@]host:path` (the path as written, home-relative unless it starts
+/// with `/`). The user defaults to `git`, as forges expect.
 pub fn parse_ssh_url(url: &str) -> Result<(String, String, u16, String), &'static str> {
-    let rest = url
+    let ssh = url
         .strip_prefix("ssh://")
-        .ok_or("only ssh://user@host[:port]/path URLs are supported")?;
-    let (authority, path) = rest
-        .find('/')
-        .map(|i| rest.split_at(i))
-        .ok_or("the URL has no repository path")?;
-    let (user, hostport) = authority
-        .rsplit_once('@')
-        .ok_or("the URL names no user (ssh://user@host/path)")?;
+        .or_else(|| url.strip_prefix("git+ssh://"))
+        .or_else(|| url.strip_prefix("ssh+git://"));
+    let (user, host, port, path) = match ssh {
+        Some(rest) => {
+            let (authority, path) = rest
+                .find('/')
+                .map(|i| rest.split_at(i))
+                .ok_or("the URL has no repository path")?;
+            let (user, hostport) = authority.rsplit_once('@').unwrap_or(("git", authority));
+            let (host, port) = split_port(hostport)?;
+            let path = path
+                .strip_prefix("/~")
+                .map_or_else(|| path.to_owned(), |home| format!("~{home}"));
+            (user, host, port, path)
+        }
+        None if url.contains("://") => {
+            return Err("only ssh:// or scp-like user@host:path URLs are supported");
+        }
+        None => {
+            let (user, rest) = match url.split_once('@') {
+                Some((u, r)) if !u.contains([':', '/']) => (u, r),
+                _ => ("git", url),
+            };
+            let (host, path) = match rest.strip_prefix('[') {
+                Some(v6) => v6.split_once("]:").ok_or("unclosed [ in the host")?,
+                None => rest.split_once(':').ok_or("not an ssh:// or user@host:path URL")?,
+            };
+            if host.contains('/') {
+                return Err("not an ssh:// or user@host:path URL");
+            }
+            (user, host.to_owned(), 22, path.to_owned())
+        }
+    };
     if user.is_empty() {
         return Err("the URL's user is empty");
     }
-    let (host, port) = match hostport.strip_prefix('[') {
-        Some(v6) => {
-            let (host, after) = v6.split_once(']').ok_or("unclosed [ in the host")?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| "the port is not a number 1-65535")?,
-                None if after.is_empty() => 22,
-                None => return Err("junk after the IPv6 host"),
-            };
-            (host.to_owned(), port)
-        }
-        None => match hostport.rsplit_once(':') {
-            Some((host, p)) => (
-                host.to_owned(),
-                p.parse().map_err(|_| "the port is not a number 1-65535")?,
-            ),
-            None => (hostport.to_owned(), 22),
-        },
-    };
-    if host.is_empty() || port == 0 {
-        return Err("the URL has no host or port 0");
+    if host.is_empty() {
+        return Err("the URL has no host");
     }
-    if path.len() < 2 || path.contains('\'') || path.bytes().any(|b| b.is_ascii_control()) {
+    let bare = path.trim_start_matches(['/', '~']);
+    if bare.is_empty() || path.contains('\'') || path.bytes().any(|b| b.is_ascii_control()) {
         return Err("the repository path is empty or has a quote or control character");
     }
-    let path = path
-        .strip_prefix("/~")
-        .map_or_else(|| path.to_owned(), |home| format!("~{home}"));
     Ok((user.to_owned(), host, port, path))
+}
+
+/// `host`, `host:port` or `[v6]:port`.
+fn split_port(hostport: &str) -> Result<(String, u16), &'static str> {
+    let port = |p: &str| match p.parse::<u16>() {
+        Ok(0) | Err(_) => Err("the port is not a number 1-65535"),
+        Ok(n) => Ok(n),
+    };
+    match hostport.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']').ok_or("unclosed [ in the host")?;
+            match after.strip_prefix(':') {
+                Some(p) => Ok((host.to_owned(), port(p)?)),
+                None if after.is_empty() => Ok((host.to_owned(), 22)),
+                None => Err("junk after the IPv6 host"),
+            }
+        }
+        None => match hostport.rsplit_once(':') {
+            Some((host, p)) => Ok((host.to_owned(), port(p)?)),
+            None => Ok((hostport.to_owned(), 22)),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -299,9 +328,19 @@ mod tests {
             parse_ssh_url("ssh://u@[::1]:22/r").unwrap(),
             ("u".into(), "::1".into(), 22, "/r".into())
         );
+        assert_eq!(
+            parse_ssh_url("git@github.com:owner/app.git").unwrap(),
+            ("git".into(), "github.com".into(), 22, "owner/app.git".into())
+        );
+        assert_eq!(
+            parse_ssh_url("ssh://h/r").unwrap(),
+            ("git".into(), "h".into(), 22, "/r".into())
+        );
         for bad in [
             "https://h/r",
-            "ssh://h/r",
+            "ssh://@h/r",
+            "ssh://u@h:0/r",
+            "h/x:r",
             "ssh://u@h:x/r",
             "ssh://u@h",
             "ssh://u@h/",
