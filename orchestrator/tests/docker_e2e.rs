@@ -98,6 +98,8 @@ fn static_bins() -> PathBuf {
             "-p",
             "bb-init",
             "-p",
+            "bb-gitgate",
+            "-p",
             "bb-testkit",
             "--target-dir",
         ])

@@ -732,7 +732,7 @@ impl Docker {
 }
 
 /// The command that builds the bundle binaries.
-pub const STATIC_BUILD: &str = "CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu -p bb-egress -p bb-init";
+pub const STATIC_BUILD: &str = "CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu -p bb-egress -p bb-init -p bb-gitgate";
 
 /// A tar stream for `docker cp`, owning files under the agent's home and
 /// workdir by the agent user and everything else by root.
@@ -1439,6 +1439,10 @@ impl Backend for Docker {
         plan.state.create()?;
         plan.state
             .write_private(&plan.state.routes_file(), plan.routes_yaml.as_bytes())?;
+        if let Some(gate_yaml) = plan.gate_yaml() {
+            plan.state
+                .write_private(&plan.state.gate_file(), gate_yaml.as_bytes())?;
+        }
         let mut meta = Meta::read(&self.paths, &plan.slug).unwrap_or(Meta {
             slug: plan.slug.clone(),
             agent: plan.agent.clone(),
@@ -1563,6 +1567,27 @@ impl Backend for Docker {
         bundle
             .arg("-v")
             .arg(format!("{}:/bb/queue", plan.state.queue_dir().display()));
+        if !plan.git_upstreams.is_empty() {
+            // The gate's config, each repo's push key (read-only; the agent
+            // never sees them) and its writable mirror folder.
+            bundle.arg("-v").arg(format!(
+                "{}:/bb/config/gitgate.yaml:ro",
+                plan.state.gate_file().display()
+            ));
+            for g in &plan.git_upstreams {
+                bundle.arg("-v").arg(format!(
+                    "{}:{}/{}:ro",
+                    g.key_file().display(),
+                    crate::plan::GATE_KEYS_DIR,
+                    g.name
+                ));
+            }
+            bundle.arg("-v").arg(format!(
+                "{}:{}",
+                plan.state.gate_state_dir().display(),
+                crate::plan::GATE_STATE_DIR
+            ));
+        }
         if let Some(ca) =
             std::env::var_os(env_vars::BOT_BOTTLE_UPSTREAM_CA).filter(|s| !s.is_empty())
         {
