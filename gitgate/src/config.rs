@@ -266,7 +266,9 @@ pub fn parse_ssh_url(url: &str) -> Result<(String, String, u16, String), &'stati
             };
             let (host, path) = match rest.strip_prefix('[') {
                 Some(v6) => v6.split_once("]:").ok_or("unclosed [ in the host")?,
-                None => rest.split_once(':').ok_or("not an ssh:// or user@host:path URL")?,
+                None => rest
+                    .split_once(':')
+                    .ok_or("not an ssh:// or user@host:path URL")?,
             };
             if host.contains('/') {
                 return Err("not an ssh:// or user@host:path URL");
@@ -330,7 +332,12 @@ mod tests {
         );
         assert_eq!(
             parse_ssh_url("git@github.com:owner/app.git").unwrap(),
-            ("git".into(), "github.com".into(), 22, "owner/app.git".into())
+            (
+                "git".into(),
+                "github.com".into(),
+                22,
+                "owner/app.git".into()
+            )
         );
         assert_eq!(
             parse_ssh_url("ssh://h/r").unwrap(),

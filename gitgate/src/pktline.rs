@@ -518,6 +518,75 @@ mod tests {
         }
     }
 
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn oid() -> impl Strategy<Value = String> {
+            prop_oneof![Just(ZERO_OID.to_owned()), "[0-9a-f]{40}"]
+        }
+
+        fn command() -> impl Strategy<Value = Command> {
+            (
+                oid(),
+                oid(),
+                "refs/(heads|tags)/[a-z0-9_-]{1,12}(/[a-z0-9]{1,5})?",
+            )
+                .prop_map(|(old, new, name)| Command { old, new, name })
+        }
+
+        proptest! {
+            #[test]
+            fn push_requests_round_trip(
+                commands in proptest::collection::vec(command(), 1..20),
+                caps in proptest::collection::vec("[a-z0-9-]{1,16}(=[a-z0-9/.]{1,8})?", 0..8),
+                options in proptest::collection::vec("[ -~]{0,40}", 0..5),
+                with_options: bool,
+                pack in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let mut caps = caps;
+                if with_options {
+                    caps.push("push-options".into());
+                }
+                let req = PushRequest {
+                    options: if with_options { options } else { Vec::new() },
+                    commands,
+                    caps,
+                    header_len: 0,
+                };
+                let mut bytes = req.encode();
+                let header = bytes.len();
+                bytes.extend_from_slice(&pack);
+                let parsed = PushRequest::parse(&bytes).unwrap().unwrap();
+                prop_assert_eq!(parsed.header_len, header);
+                prop_assert_eq!(&parsed.commands, &req.commands);
+                prop_assert_eq!(&parsed.caps, &req.caps);
+                prop_assert_eq!(&parsed.options, &req.options);
+                // Any shorter prefix of the header is incomplete, never wrong.
+                for cut in 0..header {
+                    prop_assert_eq!(PushRequest::parse(&bytes[..cut]).unwrap(), None);
+                }
+            }
+
+            #[test]
+            fn frames_round_trip(data in proptest::collection::vec(any::<u8>(), 0..3000)) {
+                let mut out = Vec::new();
+                encode(&mut out, &data);
+                let mut back = Vec::new();
+                let mut pos = 0;
+                while let Some((pkt, used)) = decode(&out[pos..]).unwrap() {
+                    match pkt {
+                        Pkt::Data(d) => back.extend_from_slice(d),
+                        other => prop_assert!(false, "unexpected {other:?}"),
+                    }
+                    pos += used;
+                }
+                prop_assert_eq!(pos, out.len());
+                prop_assert_eq!(back, data);
+            }
+        }
+    }
+
     #[test]
     fn advertisement_round_trip() {
         let mut buf = Vec::new();

@@ -495,7 +495,11 @@ impl LaunchPlan {
                 // The form as written decides the path git would send: an
                 // ssh:// URL's is absolute, an scp-like one's as written.
                 let url = if g.url.contains("://") {
-                    format!("ssh://{user}@{host}:{}/{}", ssh.port.unwrap_or(22), ssh.path)
+                    format!(
+                        "ssh://{user}@{host}:{}/{}",
+                        ssh.port.unwrap_or(22),
+                        ssh.path
+                    )
                 } else {
                     format!("{user}@{host}:{}", ssh.path)
                 };
