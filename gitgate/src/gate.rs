@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bb_egress::dlp::DlpEngine;
 use bytes::Bytes;
@@ -164,13 +165,17 @@ impl Gate {
         let engine = Arc::clone(&self.engine);
         let pack = pack.to_owned();
         let m = mirror.clone();
-        let report = tokio::task::spawn_blocking(move || {
+        let (report, index_time, scan_time) = tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
             let index = m.index_pack(&pack).map_err(|e| e.to_string())?;
+            let index_time = start.elapsed();
             let Some(index) = index else {
-                return Ok(scan::Report::default());
+                return Ok::<_, String>((scan::Report::default(), index_time, Duration::ZERO));
             };
             let odb = m.odb().map_err(|e| e.to_string())?;
-            scan::scan_pack(&odb, &index, &engine).map_err(|e| e.to_string())
+            let start = std::time::Instant::now();
+            let report = scan::scan_pack(&odb, &index, &engine).map_err(|e| e.to_string())?;
+            Ok((report, index_time, start.elapsed()))
         })
         .await
         .map_err(|e| fail("scan the push", &e))?
@@ -180,6 +185,8 @@ impl Gate {
             commits = report.commits,
             bytes = report.bytes,
             findings = report.findings.len(),
+            index_ms = index_time.as_millis(),
+            scan_ms = scan_time.as_millis(),
             "push scanned"
         );
         if report.findings.is_empty() {

@@ -117,6 +117,11 @@ pub fn parse_len(header: &[u8]) -> Result<usize, ProtocolError> {
 /// [`MAX_PKT_DATA`] is split into several lines (callers only pass text
 /// lines, which are far shorter).
 pub fn encode(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        // `0004`, an empty data line, is not a flush: keep it one.
+        out.extend_from_slice(b"0004");
+        return;
+    }
     for chunk in data.chunks(MAX_PKT_DATA) {
         out.extend_from_slice(format!("{:04x}", chunk.len() + 4).as_bytes());
         out.extend_from_slice(chunk);
@@ -464,6 +469,9 @@ mod tests {
 
     #[test]
     fn frames() {
+        let mut empty = Vec::new();
+        encode(&mut empty, b"");
+        assert_eq!(empty, b"0004", "found by the gitgate_pktline fuzz target");
         assert_eq!(decode(b"000"), Ok(None));
         assert_eq!(decode(b"0000rest"), Ok(Some((Pkt::Flush, 4))));
         assert_eq!(decode(b"0001"), Ok(Some((Pkt::Delim, 4))));
