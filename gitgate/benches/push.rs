@@ -136,7 +136,12 @@ fn main() {
         s.client_key.display(),
         s.port
     );
-    let direct_url = format!("ssh://{}@127.0.0.1:{}{}", s.user, s.port, direct_bare.display());
+    let direct_url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        s.user,
+        s.port,
+        direct_bare.display()
+    );
     let direct_time = timed_push(work, &[&direct_url, "main"], &[("GIT_SSH_COMMAND", ssh)]);
 
     // Through the gate, to a fresh upstream.
