@@ -67,13 +67,11 @@ fn make_history(work: &Path, commits: usize, total: usize) {
     let per_commit = total / commits.max(1);
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     for c in 0..commits {
-        let mut cmd = format!(
+        let cmd = format!(
             "commit refs/heads/main\ncommitter Bench <b@example.invalid> {} +0000\ndata 12\ncommit {c:05}\n",
             1_700_000_000 + c
         );
-        if c > 0 {
-            cmd.push_str("from refs/heads/main^0\n");
-        }
+        // Each commit continues the branch: fast-import's default.
         stdin.write_all(cmd.as_bytes()).unwrap();
         // Four files a commit, out of 200 paths: new files and rewrites.
         for f in 0..4 {

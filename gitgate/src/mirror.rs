@@ -46,6 +46,10 @@ pub enum MirrorError {
     Protocol(String),
 }
 
+/// Memory for decoded delta bases while reading objects (part of the
+/// gate's bounded footprint).
+const PACK_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// A bare mirror on disk.
 #[derive(Debug, Clone)]
 pub struct Mirror {
@@ -88,10 +92,18 @@ impl Mirror {
         self.dir.join("spool")
     }
 
-    /// The object database.
+    /// The object database, with a bounded cache of decoded delta bases:
+    /// without it every object at the end of a delta chain decodes the
+    /// whole chain again, which made scanning a long history quadratic.
     pub fn odb(&self) -> Result<gix_odb::Handle, MirrorError> {
         let objects = self.dir.join("objects");
-        gix_odb::at(&objects, gix_hash::Kind::Sha1).map_err(io_err(&objects))
+        let mut odb = gix_odb::at(&objects, gix_hash::Kind::Sha1).map_err(io_err(&objects))?;
+        odb.set_pack_cache(|| {
+            Box::new(gix_pack::cache::lru::MemoryCappedHashmap::new(
+                PACK_CACHE_BYTES,
+            ))
+        });
+        Ok(odb)
     }
 
     /// Indexes the pack in `pack_file` into the mirror, resolving thin-pack
