@@ -29,7 +29,7 @@ bb-init exits with that daemon's code.
 
 DAEMON is one of:
   egress     /bb/bb-egress   (gets the EGRESS_TOKEN_* variables)
-  git-gate   /bb/bb-gitgate
+  git-gate   /bb/bb-gitgate  (gets their values on stdin, for its secret scan)
   supervise  /bb/bb-supervise
 
 options:

@@ -15,6 +15,17 @@
 //! environment. Giving them no secrets means a compromise of either leaks
 //! none: each daemon gets the least it needs, and only egress needs tokens.
 //! Values are never printed by `bb-init`, not even in errors.
+//!
+//! # How the git gate still knows them
+//!
+//! The gate must *recognise* the tokens (its `known_secrets` scan refuses a
+//! push that carries one) without holding them where agent-triggered code
+//! could echo them. So it gets the values, never the variables: `bb-init`
+//! writes `NAME=VALUE` records, each ended by a NUL, into the gate's stdin
+//! pipe and closes it ([`secret_records`]); the gate (`--secrets-stdin`)
+//! reads them once, before it binds a port, into its DLP engine. Nothing
+//! lands in the gate's argv or environment (readable through `/proc` by
+//! any process of the same user) or in a file, and supervise gets nothing.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt as _;
@@ -64,6 +75,9 @@ struct Spec {
     args: &'static [Arg],
     /// Whether the `EGRESS_TOKEN_*` variables are passed on.
     egress_tokens: bool,
+    /// Whether their values are written to the daemon's stdin instead
+    /// (see the module docs).
+    secrets_stdin: bool,
 }
 
 /// The table. Listen addresses are fixed: the agent container reaches the
@@ -83,6 +97,7 @@ const SPECS: [Spec; 3] = [
             Arg::IfFile("--upstream-ca", "bb/config/upstream-ca.pem"),
         ],
         egress_tokens: true,
+        secrets_stdin: false,
     },
     Spec {
         daemon: Daemon::GitGate,
@@ -96,8 +111,11 @@ const SPECS: [Spec; 3] = [
             // Smart HTTP, where the agent's gitconfig points (SPEC §1).
             Arg::Lit("--http-listen"),
             Arg::Lit("0.0.0.0:9420"),
+            // The egress tokens' values, for the known_secrets scan.
+            Arg::Lit("--secrets-stdin"),
         ],
         egress_tokens: false,
+        secrets_stdin: true,
     },
     Spec {
         daemon: Daemon::Supervise,
@@ -117,6 +135,7 @@ const SPECS: [Spec; 3] = [
             Arg::Lit("http://127.0.0.1:9099"),
         ],
         egress_tokens: false,
+        secrets_stdin: false,
     },
 ];
 
@@ -189,9 +208,15 @@ impl Daemon {
         self.spec().egress_tokens
     }
 
+    /// Whether the daemon reads the tokens' values from its stdin.
+    pub(crate) fn gets_secrets_on_stdin(self) -> bool {
+        self.spec().secrets_stdin
+    }
+
     /// The command that starts the daemon through the `--exec` trampoline
     /// (`launcher` is `bb-init` itself): its argv, a filtered environment,
-    /// stdin closed, stdout and stderr piped back to `bb-init`.
+    /// stdin closed (piped, for a daemon that reads [`secret_records`]),
+    /// stdout and stderr piped back to `bb-init`.
     ///
     /// Each daemon leads its own process group, so a terminal's Ctrl-C
     /// reaches it once, forwarded by `bb-init`, rather than twice.
@@ -201,7 +226,11 @@ impl Daemon {
             .arg(crate::exec::FLAG)
             .arg(self.binary(root))
             .args(self.args(root))
-            .stdin(Stdio::null())
+            .stdin(if self.gets_secrets_on_stdin() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -214,6 +243,21 @@ impl Daemon {
         }
         command
     }
+}
+
+/// The `EGRESS_TOKEN_*` variables of `vars` as NUL-ended `NAME=VALUE`
+/// records, for a daemon's stdin. Never logged.
+pub(crate) fn secret_records(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        if is_egress_token(&name) {
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(value.as_bytes());
+            out.push(0);
+        }
+    }
+    out
 }
 
 /// Whether an environment variable name is one of egress's secrets.
@@ -267,6 +311,7 @@ mod tests {
             "0.0.0.0:9418",
             "--http-listen",
             "0.0.0.0:9420",
+            "--secrets-stdin",
         ]
         .into_iter()
         .map(OsString::from)
@@ -299,6 +344,15 @@ mod tests {
         assert!(Daemon::Egress.gets_egress_tokens());
         assert!(!Daemon::GitGate.gets_egress_tokens());
         assert!(!Daemon::Supervise.gets_egress_tokens());
+        assert!(Daemon::GitGate.gets_secrets_on_stdin());
+        assert!(!Daemon::Supervise.gets_secrets_on_stdin());
+        assert!(!Daemon::Egress.gets_secrets_on_stdin());
+        let records = secret_records([
+            ("EGRESS_TOKEN_A".into(), "one".into()),
+            ("HOME".into(), "/root".into()),
+            ("EGRESS_TOKEN_B".into(), "two".into()),
+        ]);
+        assert_eq!(records, b"EGRESS_TOKEN_A=one\0EGRESS_TOKEN_B=two\0");
         assert!(is_egress_token("EGRESS_TOKEN_GITEA".as_ref()));
         assert!(!is_egress_token("MY_EGRESS_TOKEN_X".as_ref()));
         assert!(!is_egress_token("EGRESS_TOKEN".as_ref()));

@@ -224,6 +224,17 @@ impl Supervisor {
         let pid = Pid::from_raw(i32::try_from(child.id()).map_err(io::Error::other)?);
         self.running.push(Child { daemon, pid });
         say(format_args!("started {} (pid {pid})", daemon.name()));
+        if let Some(mut stdin) = child.stdin.take() {
+            // The git gate's known secrets (daemon.rs module docs). Written
+            // from a thread so a daemon that never reads cannot stall
+            // bb-init; the pipe closes when the thread ends.
+            let records = crate::daemon::secret_records(std::env::vars_os());
+            std::thread::Builder::new()
+                .name(format!("{}-secrets", daemon.name()))
+                .spawn(move || {
+                    let _ = std::io::Write::write_all(&mut stdin, &records);
+                })?;
+        }
         if let Some(stdout) = child.stdout.take() {
             self.spawn_reader(stdout, daemon, Stream::Stdout, events)?;
         }

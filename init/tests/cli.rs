@@ -137,6 +137,6 @@ fn git_gate_and_supervise_get_their_table_argv() {
     );
     done.assert_line(
         Stream::Stdout,
-        &format!("[git-gate] args: --config {r}/bb/config/gitgate.yaml --listen 0.0.0.0:9418 --http-listen 0.0.0.0:9420"),
+        &format!("[git-gate] args: --config {r}/bb/config/gitgate.yaml --listen 0.0.0.0:9418 --http-listen 0.0.0.0:9420 --secrets-stdin"),
     );
 }

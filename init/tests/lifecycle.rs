@@ -284,3 +284,47 @@ fn orphans_are_adopted_and_reaped() {
     let done = init.finish();
     assert_eq!(done.code, Some(0), "{done:#?}");
 }
+
+#[test]
+fn the_git_gate_gets_token_values_on_stdin_only() {
+    const SECRET: &str = "s3cr3t-value-for-the-gate";
+    let root = Root::new();
+    // The gate compares what its stdin holds with the expected records and
+    // says only whether they matched; supervise's stdin must be empty.
+    root.script(
+        "bb-gitgate",
+        &format!(
+            "trap 'exit 0' TERM\n\
+             got=$(tr '\\000' '\\n')\n\
+             if [ \"$got\" = 'EGRESS_TOKEN_GITEA={SECRET}' ]; then echo 'git-gate records ok'; else echo 'git-gate records wrong'; fi\n\
+             case \"$*\" in *--secrets-stdin*) echo 'git-gate flag ok';; esac\n\
+             echo 'git-gate ready'\n\
+             {IDLE}"
+        ),
+    );
+    root.script(
+        "bb-supervise",
+        &format!(
+            "trap 'exit 0' TERM\n\
+             if [ -z \"$(cat)\" ]; then echo 'supervise stdin empty'; fi\n\
+             echo 'supervise ready'\n\
+             {IDLE}"
+        ),
+    );
+    let env = [("EGRESS_TOKEN_GITEA", SECRET), ("OTHER_SETTING", "x")];
+    let mut init = root.start(&["git-gate", "supervise"], &env);
+    for name in ["git-gate", "supervise"] {
+        init.wait_for(Stream::Stdout, &format!("[{name}] {name} ready"));
+    }
+    init.signal(Signal::SIGTERM);
+    let done = init.finish();
+    assert_eq!(done.code, Some(0), "{done:#?}");
+    done.assert_line(Stream::Stdout, "[git-gate] git-gate records ok");
+    done.assert_line(Stream::Stdout, "[git-gate] git-gate flag ok");
+    done.assert_line(Stream::Stdout, "[supervise] supervise stdin empty");
+    let everything = [done.stdout.as_slice(), done.stderr.as_slice()].concat();
+    assert!(
+        everything.iter().all(|line| !line.contains(SECRET)),
+        "a token value was printed"
+    );
+}

@@ -29,6 +29,12 @@ pub const EGRESS_PORT: u16 = 9099;
 pub const GIT_GATE_HOST: &str = "git-gate";
 /// The git gate's smart-HTTP port (SPEC §1; 9418 is its git daemon).
 pub const GIT_GATE_PORT: u16 = 9420;
+/// Where the bundle mounts each repo's push key (`<dir>/<repo name>`).
+pub const GATE_KEYS_DIR: &str = "/bb/config/git-keys";
+/// The git gate's writable state in the bundle (mirrors, spooled packs).
+pub const GATE_STATE_DIR: &str = "/bb/gitgate-state";
+/// The supervise queue as the bundle sees it.
+pub const BUNDLE_QUEUE_DIR: &str = "/bb/state/queue";
 /// The supervise server's name on the agent's network.
 pub const SUPERVISE_HOST: &str = "supervise";
 /// The supervise server's port.
@@ -397,6 +403,17 @@ impl StateLayout {
     pub fn git_gate_dir(&self) -> PathBuf {
         self.root.join("git-gate")
     }
+    /// The rendered gate.yaml, mounted read-only at
+    /// `/bb/config/gitgate.yaml`.
+    #[must_use]
+    pub fn gate_file(&self) -> PathBuf {
+        self.root.join("gitgate.yaml")
+    }
+    /// The git gate's mirrors, mounted writable at [`GATE_STATE_DIR`].
+    #[must_use]
+    pub fn gate_state_dir(&self) -> PathBuf {
+        self.root.join("gitgate-state")
+    }
 
     /// Creates the folders: 0700, so secrets under them are the owner's.
     pub fn create(&self) -> std::io::Result<()> {
@@ -406,6 +423,7 @@ impl StateLayout {
             self.queue_dir(),
             self.agent_files_dir(),
             self.git_gate_dir(),
+            self.gate_state_dir(),
         ] {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -437,6 +455,70 @@ pub struct ImagePlan {
     pub provider: String,
     /// Where the Dockerfile comes from.
     pub dockerfile: DockerfileSource,
+}
+
+#[derive(serde::Serialize)]
+struct GateYaml<'a> {
+    repos: BTreeMap<&'a str, GateRepo>,
+    supervise_queue: &'a str,
+    bottle_slug: &'a str,
+    state_dir: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct GateRepo {
+    url: String,
+    key_file: String,
+    host_key: String,
+}
+
+impl LaunchPlan {
+    /// The git gate's `gate.yaml` (`bb-gitgate`'s format), with paths as
+    /// the bundle sees them; `None` when the bottle declares no repos.
+    /// Holds no secret: keys are named by path.
+    #[must_use]
+    pub fn gate_yaml(&self) -> Option<String> {
+        if self.git_upstreams.is_empty() {
+            return None;
+        }
+        let repos = self
+            .git_upstreams
+            .iter()
+            .map(|g| {
+                let ssh = &g.ssh;
+                let user = ssh.user.as_deref().unwrap_or("git");
+                let host = if ssh.host.contains(':') {
+                    format!("[{}]", ssh.host)
+                } else {
+                    ssh.host.clone()
+                };
+                // The form as written decides the path git would send: an
+                // ssh:// URL's is absolute, an scp-like one's as written.
+                let url = if g.url.contains("://") {
+                    format!(
+                        "ssh://{user}@{host}:{}/{}",
+                        ssh.port.unwrap_or(22),
+                        ssh.path
+                    )
+                } else {
+                    format!("{user}@{host}:{}", ssh.path)
+                };
+                let repo = GateRepo {
+                    url,
+                    key_file: format!("{GATE_KEYS_DIR}/{}", g.name),
+                    host_key: g.host_key.line.clone(),
+                };
+                (g.name.as_str(), repo)
+            })
+            .collect();
+        let yaml = GateYaml {
+            repos,
+            supervise_queue: BUNDLE_QUEUE_DIR,
+            bottle_slug: &self.slug,
+            state_dir: GATE_STATE_DIR,
+        };
+        serde_norway::to_string(&yaml).ok()
+    }
 }
 
 /// Everything `start` does, decided up front.

@@ -743,7 +743,7 @@ impl Docker {
 }
 
 /// The command that builds the bundle binaries.
-pub const STATIC_BUILD: &str = "CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu -p bb-egress -p bb-init -p bb-supervise";
+pub const STATIC_BUILD: &str = "CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu -p bb-egress -p bb-init -p bb-gitgate -p bb-supervise";
 
 /// A tar stream for `docker cp`, owning files under the agent's home and
 /// workdir by the agent user and everything else by root.
@@ -1450,6 +1450,10 @@ impl Backend for Docker {
         plan.state.create()?;
         plan.state
             .write_private(&plan.state.routes_file(), plan.routes_yaml.as_bytes())?;
+        if let Some(gate_yaml) = plan.gate_yaml() {
+            plan.state
+                .write_private(&plan.state.gate_file(), gate_yaml.as_bytes())?;
+        }
         let mut meta = Meta::read(&self.paths, &plan.slug).unwrap_or(Meta {
             slug: plan.slug.clone(),
             agent: plan.agent.clone(),
@@ -1571,14 +1575,19 @@ impl Backend for Docker {
         bundle
             .arg("-v")
             .arg(format!("{}:/bb/ca:ro", plan.state.ca_dir().display()));
+        if daemons.contains(&Daemon::Supervise) || !plan.git_upstreams.is_empty() {
+            // The queue both write proposals to (the gate's gitleaks-allow
+            // ones included), at `plan::BUNDLE_QUEUE_DIR`.
+            bundle.arg("-v").arg(format!(
+                "{}:{}",
+                plan.state.queue_dir().display(),
+                crate::plan::BUNDLE_QUEUE_DIR
+            ));
+        }
         if daemons.contains(&Daemon::Supervise) {
-            // bb-supervise's view of the state folder: the queue it writes
+            // bb-supervise's view of the state folder: the queue (above)
             // and the live routes it compares proposals with; never the
             // CA key or the git-gate keys beside them.
-            bundle.arg("-v").arg(format!(
-                "{}:/bb/state/queue",
-                plan.state.queue_dir().display()
-            ));
             bundle.arg("-v").arg(format!(
                 "{}:/bb/state/routes.yaml:ro",
                 plan.state.routes_file().display()
@@ -1586,6 +1595,27 @@ impl Backend for Docker {
             bundle
                 .arg("-e")
                 .arg(format!("{}={}", env_vars::BB_SUPERVISE_SLUG, plan.slug));
+        }
+        if !plan.git_upstreams.is_empty() {
+            // The gate's config, each repo's push key (read-only; the agent
+            // never sees them) and its writable mirror folder.
+            bundle.arg("-v").arg(format!(
+                "{}:/bb/config/gitgate.yaml:ro",
+                plan.state.gate_file().display()
+            ));
+            for g in &plan.git_upstreams {
+                bundle.arg("-v").arg(format!(
+                    "{}:{}/{}:ro",
+                    g.key_file().display(),
+                    crate::plan::GATE_KEYS_DIR,
+                    g.name
+                ));
+            }
+            bundle.arg("-v").arg(format!(
+                "{}:{}",
+                plan.state.gate_state_dir().display(),
+                crate::plan::GATE_STATE_DIR
+            ));
         }
         if let Some(ca) =
             std::env::var_os(env_vars::BOT_BOTTLE_UPSTREAM_CA).filter(|s| !s.is_empty())

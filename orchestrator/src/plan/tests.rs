@@ -386,6 +386,25 @@ fn the_plan_holds_the_agent_environment_git_and_files() {
 }
 
 #[test]
+fn the_gate_yaml_names_each_repo_with_bundle_paths() {
+    let plan = dev_fixture().plan("dev");
+    let yaml = plan.gate_yaml().expect("the dev bottle declares a repo");
+    let doc: serde_norway::Value = serde_norway::from_str(&yaml).expect("valid YAML");
+    let app = &doc["repos"]["app"];
+    // scp-like as written: the path git would send, home-relative.
+    assert_eq!(app["url"].as_str(), Some("git@github.com:example/app.git"));
+    assert_eq!(app["key_file"].as_str(), Some("/bb/config/git-keys/app"));
+    assert_eq!(
+        app["host_key"].as_str(),
+        Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl")
+    );
+    assert_eq!(doc["supervise_queue"].as_str(), Some("/bb/state/queue"));
+    assert_eq!(doc["state_dir"].as_str(), Some("/bb/gitgate-state"));
+    assert_eq!(doc["bottle_slug"].as_str(), Some(plan.slug.as_str()));
+    assert_eq!(plan.state.gate_file(), plan.state.root.join("gitgate.yaml"));
+}
+
+#[test]
 fn gate_urls_use_the_smart_http_port() {
     let plan = dev_fixture().plan("dev");
     assert_eq!(

@@ -1,0 +1,359 @@
+//! The gate's state and its two services: relaying fetches and receiving,
+//! scanning and forwarding pushes. Transport-neutral: `http` feeds it.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bb_egress::dlp::DlpEngine;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWriteExt as _};
+
+use crate::allow::{self, Decision};
+use crate::config::{Config, Upstream};
+use crate::mirror::Mirror;
+use crate::pktline::{self, Advertisement, PushRequest};
+use crate::scan::{self, Finding};
+use crate::ssh::{self, Service};
+use crate::wire::{self, Frame};
+
+/// The gate: configuration, the DLP engine, one lock per repo (pushes to
+/// one repo are serialised so its mirror is updated by one push at a time).
+#[derive(Debug)]
+pub struct Gate {
+    /// The loaded gate.yaml.
+    pub config: Config,
+    engine: Arc<DlpEngine>,
+    locks: HashMap<String, tokio::sync::Mutex<()>>,
+}
+
+/// What a refused push is told, and why.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Lines printed as `remote:` lines.
+    pub lines: Vec<String>,
+    /// The short reason on each `ng` line.
+    pub reason: String,
+}
+
+impl Gate {
+    /// A gate for `config`, scanning with `engine`.
+    #[must_use]
+    pub fn new(config: Config, engine: Arc<DlpEngine>) -> Self {
+        let locks = config
+            .repos
+            .keys()
+            .map(|k| (k.clone(), tokio::sync::Mutex::new(())))
+            .collect();
+        Self {
+            config,
+            engine,
+            locks,
+        }
+    }
+
+    /// The upstream named `name`.
+    #[must_use]
+    pub fn repo(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.config.repos.get(name).cloned()
+    }
+
+    /// The advertisement the agent sees for `service` (the upstream's refs,
+    /// capabilities filtered to those the gate relays), with its flush.
+    pub async fn advertise(&self, up: &Upstream, service: Service) -> Result<Vec<u8>, String> {
+        let mut stream = ssh::open(up, service).await.map_err(|e| e.to_string())?;
+        let io = stream.io();
+        let lines = wire::read_to_flush(io)
+            .await
+            .map_err(|e| format!("upstream {}: {e}", service.name()))?;
+        let ad = Advertisement::parse(lines.iter().map(Vec::as_slice))
+            .map_err(|e| format!("upstream {}: {e}", service.name()))?;
+        // A flush ends the service without commands or wants.
+        let _ = io.write_all(b"0000").await;
+        let _ = io.shutdown().await;
+        Ok(match service {
+            Service::UploadPack => ad.encode(pktline::keep_fetch_cap),
+            Service::ReceivePack => ad.encode(pktline::keep_push_cap),
+        })
+    }
+
+    /// Relays one stateless upload-pack request to a fresh upstream
+    /// `git-upload-pack` and streams its answer into `tx`.
+    pub async fn upload_pack(
+        &self,
+        up: &Upstream,
+        request: Vec<u8>,
+        tx: http_body_util::channel::Sender<Bytes, io::Error>,
+    ) -> Result<(), String> {
+        let done = request_has_done(&request);
+        let mut stream = ssh::open(up, Service::UploadPack)
+            .await
+            .map_err(|e| e.to_string())?;
+        let io = stream.io();
+        wire::read_to_flush(io)
+            .await
+            .map_err(|e| format!("upstream git-upload-pack: {e}"))?;
+        io.write_all(&request)
+            .await
+            .map_err(|e| format!("upstream git-upload-pack: {e}"))?;
+        io.flush().await.map_err(|e| e.to_string())?;
+        let mut tx = tx;
+        if done {
+            relay_to_end(io, &mut tx).await
+        } else {
+            relay_round(io, &mut tx).await
+        }
+    }
+
+    /// Handles a received push: `header` is the commands (and push
+    /// options) as the agent sent them, `pack` the spooled pack (empty
+    /// for delete-only pushes). Writes the agent's answer into `tx`.
+    ///
+    /// # Panics
+    ///
+    /// Never: every configured repo has a lock (built in [`Gate::new`]).
+    pub async fn receive_pack(
+        self: &Arc<Self>,
+        up: &Arc<Upstream>,
+        req: &PushRequest,
+        header: &[u8],
+        pack: PathBuf,
+        tx: http_body_util::channel::Sender<Bytes, io::Error>,
+    ) {
+        let mut tx = tx;
+        let lock = self
+            .locks
+            .get(&up.name)
+            .expect("a lock per configured repo");
+        let _guard = lock.lock().await;
+        let refs: Vec<String> = req.commands.iter().map(|c| c.name.clone()).collect();
+        tracing::info!(repo = %up.name, refs = ?refs, "push received");
+        if let Err(refusal) = self.check_push(up, req, &pack).await {
+            tracing::warn!(repo = %up.name, reason = %refusal.reason, "push refused");
+            let _ = tx.send_data(Bytes::from(refuse(req, &refusal))).await;
+            return;
+        }
+        if let Err(e) = forward(up, header, &pack, &mut tx).await {
+            tracing::warn!(repo = %up.name, error = %e, "forwarding the push failed");
+            let refusal = Refusal {
+                lines: vec![format!("git-gate: forwarding to the upstream failed: {e}")],
+                reason: "upstream unreachable".into(),
+            };
+            let _ = tx.send_data(Bytes::from(refuse(req, &refusal))).await;
+        }
+    }
+
+    /// Mirror refresh, indexing, scanning and the `gitleaks:allow` wait.
+    async fn check_push(
+        self: &Arc<Self>,
+        up: &Arc<Upstream>,
+        req: &PushRequest,
+        pack: &std::path::Path,
+    ) -> Result<(), Refusal> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| Refusal {
+            lines: vec![format!("git-gate: {what}: {e}")],
+            reason: format!("git-gate could not {what}"),
+        };
+        let mirror = Mirror::open(&self.config.state_dir, &up.name)
+            .map_err(|e| fail("open the mirror", &e))?;
+        mirror
+            .refresh(up)
+            .await
+            .map_err(|e| fail("update the mirror from the upstream", &e))?;
+        let engine = Arc::clone(&self.engine);
+        let pack = pack.to_owned();
+        let m = mirror.clone();
+        let (report, index_time, scan_time) = tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
+            let index = m.index_pack(&pack).map_err(|e| e.to_string())?;
+            let index_time = start.elapsed();
+            let Some(index) = index else {
+                return Ok::<_, String>((scan::Report::default(), index_time, Duration::ZERO));
+            };
+            let odb = m.odb().map_err(|e| e.to_string())?;
+            let start = std::time::Instant::now();
+            let report = scan::scan_pack(&odb, &index, &engine).map_err(|e| e.to_string())?;
+            Ok((report, index_time, start.elapsed()))
+        })
+        .await
+        .map_err(|e| fail("scan the push", &e))?
+        .map_err(|e| fail("scan the push", &e))?;
+        tracing::info!(
+            repo = %up.name,
+            commits = report.commits,
+            bytes = report.bytes,
+            findings = report.findings.len(),
+            index_ms = index_time.as_millis(),
+            scan_ms = scan_time.as_millis(),
+            "push scanned"
+        );
+        if report.findings.is_empty() {
+            return Ok(());
+        }
+        let unmarked: Vec<&Finding> = report.findings.iter().filter(|f| !f.marked).collect();
+        if !unmarked.is_empty() {
+            let mut lines = vec![format!(
+                "git-gate: push refused: {} possible secret(s) found; nothing was sent upstream",
+                report.findings.len()
+            )];
+            lines.extend(report.findings.iter().map(|f| format!("git-gate:   {f}")));
+            lines.push(
+                "git-gate: remove the secret from every commit of the push (rewrite history), then push again"
+                    .into(),
+            );
+            return Err(Refusal {
+                lines,
+                reason: "secret found by git-gate".into(),
+            });
+        }
+        let refs: Vec<String> = req.commands.iter().map(|c| c.name.clone()).collect();
+        let text = allow::report(&up.name, &refs, &report.findings);
+        let queue = self.config.supervise_queue.clone();
+        let slug = self.config.bottle_slug.clone();
+        let timeout = self.config.allow_timeout;
+        let (_, decision) =
+            tokio::task::spawn_blocking(move || allow::ask(queue.as_deref(), &slug, text, timeout))
+                .await
+                .map_err(|e| fail("wait for the gitleaks-allow decision", &e))?;
+        match decision.refusal() {
+            None => {
+                if let Decision::Approved { reason } = &decision {
+                    tracing::info!(repo = %up.name, reason = %reason, "gitleaks-allow approved");
+                }
+                Ok(())
+            }
+            Some(why) => {
+                let mut lines = vec![format!("git-gate: push refused: {why}")];
+                lines.extend(report.findings.iter().map(|f| format!("git-gate:   {f}")));
+                Err(Refusal {
+                    lines,
+                    reason: "gitleaks:allow not approved".into(),
+                })
+            }
+        }
+    }
+}
+
+/// Sends the push to the upstream's receive-pack and relays its answer.
+async fn forward(
+    up: &Upstream,
+    header: &[u8],
+    pack: &std::path::Path,
+    tx: &mut http_body_util::channel::Sender<Bytes, io::Error>,
+) -> Result<(), String> {
+    let mut stream = ssh::open(up, Service::ReceivePack)
+        .await
+        .map_err(|e| e.to_string())?;
+    let io = stream.io();
+    wire::read_to_flush(io)
+        .await
+        .map_err(|e| format!("upstream git-receive-pack: {e}"))?;
+    io.write_all(header).await.map_err(|e| e.to_string())?;
+    let mut file = tokio::fs::File::open(pack)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::io::copy(&mut file, io)
+        .await
+        .map_err(|e| format!("sending the pack upstream: {e}"))?;
+    io.flush().await.map_err(|e| e.to_string())?;
+    relay_to_end(io, tx).await
+}
+
+/// Copies everything the upstream sends until it closes.
+async fn relay_to_end<R: AsyncRead + Unpin>(
+    io: &mut R,
+    tx: &mut http_body_util::channel::Sender<Bytes, io::Error>,
+) -> Result<(), String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = wire::timed(io.read(&mut buf))
+            .await
+            .map_err(|e| format!("reading the upstream: {e}"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if tx
+            .send_data(Bytes::copy_from_slice(&buf[..n]))
+            .await
+            .is_err()
+        {
+            return Err("the agent went away".into());
+        }
+    }
+}
+
+/// Copies one negotiation round's answer: pkt-lines up to and including
+/// the `NAK` that ends a multi-ack round.
+async fn relay_round<R: AsyncRead + Unpin>(
+    io: &mut R,
+    tx: &mut http_body_util::channel::Sender<Bytes, io::Error>,
+) -> Result<(), String> {
+    loop {
+        let frame = wire::read_pkt(io)
+            .await
+            .map_err(|e| format!("reading the upstream: {e}"))?;
+        let mut out = Vec::new();
+        let end = match &frame {
+            None => return Ok(()),
+            Some(Frame::Flush) => {
+                pktline::flush(&mut out);
+                false
+            }
+            Some(Frame::Special) => continue,
+            Some(Frame::Data(d)) => {
+                pktline::encode(&mut out, d);
+                d.starts_with(b"NAK")
+            }
+        };
+        if tx.send_data(Bytes::from(out)).await.is_err() {
+            return Err("the agent went away".into());
+        }
+        if end {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether a stateless upload-pack request ends negotiation (`done`).
+#[must_use]
+pub fn request_has_done(request: &[u8]) -> bool {
+    let mut pos = 0;
+    while let Ok(Some((pkt, used))) = pktline::decode(&request[pos..]) {
+        pos += used;
+        if let pktline::Pkt::Data(d) = pkt
+            && pktline::chomp(d) == b"done"
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The receive-pack answer for a refused push: the reasons as progress
+/// (`remote:`) lines and an `ng` for every command.
+#[must_use]
+pub fn refuse(req: &PushRequest, refusal: &Refusal) -> Vec<u8> {
+    let mut status = Vec::new();
+    pktline::encode(&mut status, b"unpack ok\n");
+    for c in &req.commands {
+        pktline::encode(
+            &mut status,
+            format!("ng {} {}\n", c.name, refusal.reason).as_bytes(),
+        );
+    }
+    pktline::flush(&mut status);
+    let mut out = Vec::new();
+    if req.has_cap("side-band-64k") {
+        for line in &refusal.lines {
+            pktline::encode_band(&mut out, 2, format!("{line}\n").as_bytes());
+        }
+        pktline::encode_band(&mut out, 1, &status);
+        pktline::flush(&mut out);
+    } else if req.has_cap("report-status") || req.has_cap("report-status-v2") {
+        out = status;
+    }
+    out
+}

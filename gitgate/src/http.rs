@@ -1,0 +1,480 @@
+//! git's smart HTTP protocol on the agent side (port 9420 in the bundle).
+//!
+//! Routes, for each declared repo `<name>` (`.git` suffix optional):
+//! `GET /<name>.git/info/refs?service=git-upload-pack|git-receive-pack`,
+//! `POST /<name>.git/git-upload-pack`, `POST /<name>.git/git-receive-pack`.
+//! Anything else is a refusal that says what is served.
+//!
+//! Limits (SPEC §7): a POST must carry a valid `Content-Length` or be
+//! chunked (400 otherwise; hyper itself answers 400 to a malformed or
+//! negative length); a pack over `max_pack_bytes` is 413; a client idle
+//! for [`CLIENT_IDLE`] between body frames is dropped with 408; pushed
+//! packs are streamed to a spool file, so memory does not grow with them.
+
+use std::convert::Infallible;
+use std::io::{self, Read as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, channel::Channel, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::gate::Gate;
+use crate::mirror::Mirror;
+use crate::pktline::PushRequest;
+use crate::ssh::Service;
+
+/// How long a client may send nothing while the gate waits for its body.
+pub const CLIENT_IDLE: Duration = Duration::from_mins(1);
+/// Most bytes of commands and push options before the pack.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024 * 1024;
+/// Largest upload-pack request (wants and haves), after gunzip.
+pub const MAX_NEGOTIATION_BYTES: usize = 32 * 1024 * 1024;
+
+type Body = BoxBody<Bytes, io::Error>;
+
+/// Serves smart HTTP on `listener` until `cancel` fires.
+pub async fn serve(gate: Arc<Gate>, listener: TcpListener, cancel: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let gate = Arc::clone(&gate);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let gate = Arc::clone(&gate);
+                async move { Ok::<_, Infallible>(handle(gate, req).await) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(CLIENT_IDLE);
+            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "http connection ended");
+                },
+                () = cancel.cancelled() => {}
+            }
+        });
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn git_response(content_type: &str, body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    let headers = resp.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache, max-age=0, must-revalidate"),
+    );
+    resp
+}
+
+/// Splits `/<name>[.git]/<rest>` into the repo name and the rest.
+#[must_use]
+pub fn route(path: &str) -> Option<(&str, &str)> {
+    let path = path.strip_prefix('/')?;
+    let (repo, rest) = path.split_once('/')?;
+    let name = repo.strip_suffix(".git").unwrap_or(repo);
+    Some((name, rest))
+}
+
+async fn handle(gate: Arc<Gate>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let Some((name, rest)) = route(&path) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "git-gate: not a repository URL (/<name>.git/...)\n".into(),
+        );
+    };
+    let Some(up) = gate.repo(name) else {
+        let known: Vec<&str> = gate.config.repos.keys().map(String::as_str).collect();
+        return text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "git-gate: no repo named {:?} is declared for this bottle (declared: {})\n",
+                name.escape_debug().to_string(),
+                known.join(", ")
+            ),
+        );
+    };
+    let query = req.uri().query().unwrap_or("").to_owned();
+    match (req.method(), rest) {
+        (&Method::GET, "info/refs") => {
+            let service = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("service="))
+                .and_then(Service::from_name);
+            let Some(service) = service else {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "git-gate: only git's smart HTTP protocol is served (?service=git-upload-pack or git-receive-pack)\n".into(),
+                );
+            };
+            match gate.advertise(&up, service).await {
+                Ok(ad) => {
+                    let mut body = Vec::new();
+                    crate::pktline::encode(
+                        &mut body,
+                        format!("# service={}\n", service.name()).as_bytes(),
+                    );
+                    crate::pktline::flush(&mut body);
+                    body.extend_from_slice(&ad);
+                    git_response(
+                        &format!("application/x-{}-advertisement", service.name()),
+                        Full::new(Bytes::from(body))
+                            .map_err(|never| match never {})
+                            .boxed(),
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(repo = %up.name, error = %e, "advertisement failed");
+                    text(StatusCode::BAD_GATEWAY, format!("git-gate: {e}\n"))
+                }
+            }
+        }
+        (&Method::POST, "git-upload-pack") => upload_pack(gate, up, req).await,
+        (&Method::POST, "git-receive-pack") => receive_pack(gate, up, req).await,
+        _ => text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "git-gate: {} /{name}.git/{rest} is not served\n",
+                req.method()
+            ),
+        ),
+    }
+}
+
+/// The body's declared framing: `Ok(Some(n))` for a Content-Length,
+/// `Ok(None)` for chunked, `Err` for a 400.
+fn framing<B>(req: &Request<B>) -> Result<Option<u64>, String> {
+    let chunked = req
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.to_ascii_lowercase().contains("chunked"))
+        });
+    match req.headers().get(header::CONTENT_LENGTH) {
+        Some(v) => {
+            let s = v
+                .to_str()
+                .map_err(|_| "Content-Length is not text".to_owned())?;
+            s.trim()
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("Content-Length {s:?} is not a non-negative integer"))
+        }
+        None if chunked => Ok(None),
+        None => Err("a Content-Length (or a chunked body) is required".into()),
+    }
+}
+
+/// Waits for the next body frame, at most [`CLIENT_IDLE`].
+async fn next_chunk(body: &mut Incoming) -> Result<Option<Bytes>, Response<Body>> {
+    loop {
+        match tokio::time::timeout(CLIENT_IDLE, body.frame()).await {
+            Err(_) => {
+                return Err(text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "git-gate: the request body stalled\n".into(),
+                ));
+            }
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => {
+                return Err(text(
+                    StatusCode::BAD_REQUEST,
+                    format!("git-gate: reading the request body: {e}\n"),
+                ));
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+async fn upload_pack(
+    gate: Arc<Gate>,
+    up: Arc<crate::config::Upstream>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    if let Err(why) = framing(&req) {
+        return text(StatusCode::BAD_REQUEST, format!("git-gate: {why}\n"));
+    }
+    let gzip = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let mut body = req.into_body();
+    let mut buf = BytesMut::new();
+    loop {
+        match next_chunk(&mut body).await {
+            Err(resp) => return resp,
+            Ok(None) => break,
+            Ok(Some(d)) => {
+                if buf.len() + d.len() > MAX_NEGOTIATION_BYTES {
+                    return text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "git-gate: upload-pack request too large\n".into(),
+                    );
+                }
+                buf.extend_from_slice(&d);
+            }
+        }
+    }
+    let request = if gzip {
+        let mut out = Vec::new();
+        let limit = MAX_NEGOTIATION_BYTES as u64 + 1;
+        match flate2::read::GzDecoder::new(&buf[..])
+            .take(limit)
+            .read_to_end(&mut out)
+        {
+            Ok(n) if n as u64 >= limit => {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "git-gate: upload-pack request too large\n".into(),
+                );
+            }
+            Ok(_) => out,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("git-gate: bad gzip body: {e}\n"),
+                );
+            }
+        }
+    } else {
+        buf.to_vec()
+    };
+    let (tx, chan) = Channel::<Bytes, io::Error>::new(4);
+    tokio::spawn(async move {
+        if let Err(e) = gate.upload_pack(&up, request, tx).await {
+            tracing::warn!(repo = %up.name, error = %e, "upload-pack relay failed");
+        }
+    });
+    git_response("application/x-git-upload-pack-result", chan.boxed())
+}
+
+// One linear pass over the request (framing, commands, spooling); split
+// up it would only thread the same five values through helpers.
+#[allow(clippy::too_many_lines)]
+async fn receive_pack(
+    gate: Arc<Gate>,
+    up: Arc<crate::config::Upstream>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let max = gate.config.max_pack_bytes;
+    match framing(&req) {
+        Err(why) => return text(StatusCode::BAD_REQUEST, format!("git-gate: {why}\n")),
+        Ok(Some(n)) if n > max + MAX_HEADER_BYTES as u64 => {
+            return too_large(max);
+        }
+        Ok(_) => {}
+    }
+    let mut body = req.into_body();
+    let mut head = BytesMut::new();
+    let (push, mut pending) = loop {
+        match PushRequest::parse(&head) {
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("git-gate: bad push request: {e}\n"),
+                );
+            }
+            Ok(Some(p)) => {
+                let pack_start = head.split_off(p.header_len);
+                break (p, pack_start);
+            }
+            Ok(None) => {}
+        }
+        if head.len() > MAX_HEADER_BYTES {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "git-gate: push commands too large\n".into(),
+            );
+        }
+        match next_chunk(&mut body).await {
+            Err(resp) => return resp,
+            Ok(None) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "git-gate: the push request ended before its commands did\n".into(),
+                );
+            }
+            Ok(Some(d)) => head.extend_from_slice(&d),
+        }
+    };
+    if push.commands.is_empty() {
+        // git's probe before a large chunked upload: a bare flush.
+        return git_response(
+            "application/x-git-receive-pack-result",
+            Full::new(Bytes::new())
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+    }
+    let mirror = match Mirror::open(&gate.config.state_dir, &up.name) {
+        Ok(m) => m,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("git-gate: {e}\n"),
+            );
+        }
+    };
+    let spool = match tempfile::NamedTempFile::new_in(mirror.spool()) {
+        Ok(s) => s,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("git-gate: spool file: {e}\n"),
+            );
+        }
+    };
+    let mut file = match tokio::fs::File::create(spool.path()).await {
+        Ok(f) => f,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("git-gate: spool file: {e}\n"),
+            );
+        }
+    };
+    let mut written = 0u64;
+    loop {
+        if !pending.is_empty() {
+            written += pending.len() as u64;
+            if written > max {
+                drop(file);
+                return drain_then_413(body, max).await;
+            }
+            if let Err(e) = file.write_all(&pending).await {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("git-gate: spooling the pack: {e}\n"),
+                );
+            }
+        }
+        match next_chunk(&mut body).await {
+            Err(resp) => return resp,
+            Ok(None) => break,
+            Ok(Some(d)) => pending = BytesMut::from(&d[..]),
+        }
+    }
+    if let Err(e) = file.flush().await {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("git-gate: spooling the pack: {e}\n"),
+        );
+    }
+    drop(file);
+    let header = head.freeze();
+    let (tx, chan) = Channel::<Bytes, io::Error>::new(4);
+    tokio::spawn(async move {
+        // The spool file lives until the push is answered.
+        let spool = spool;
+        gate.receive_pack(&up, &push, &header, spool.path().to_owned(), tx)
+            .await;
+    });
+    git_response("application/x-git-receive-pack-result", chan.boxed())
+}
+
+/// Reads and discards the rest of an over-cap body (up to a bound) before
+/// answering 413, so the client is reading when the answer comes rather
+/// than still writing into a closed connection.
+async fn drain_then_413(mut body: Incoming, max: u64) -> Response<Body> {
+    let mut drained = 0u64;
+    let bound = max.saturating_mul(4).max(64 * 1024 * 1024);
+    while drained < bound {
+        match tokio::time::timeout(CLIENT_IDLE, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    drained += d.len() as u64;
+                }
+            }
+            _ => break,
+        }
+    }
+    too_large(max)
+}
+
+fn too_large(max: u64) -> Response<Body> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "git-gate: the pushed pack is over the gate's limit of {max} bytes (max_pack_bytes)\n"
+        ),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/app.git/info/refs"), Some(("app", "info/refs")));
+        assert_eq!(
+            route("/app/git-receive-pack"),
+            Some(("app", "git-receive-pack"))
+        );
+        assert_eq!(route("/app.git"), None);
+        assert_eq!(route("app/x"), None);
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let req = |h: &[(&str, &str)]| {
+            let mut b = Request::builder()
+                .method("POST")
+                .uri("/a.git/git-receive-pack");
+            for (k, v) in h {
+                b = b.header(*k, *v);
+            }
+            b.body(()).unwrap()
+        };
+        assert_eq!(framing(&req(&[("content-length", "12")])), Ok(Some(12)));
+        assert_eq!(framing(&req(&[("transfer-encoding", "chunked")])), Ok(None));
+        assert!(framing(&req(&[])).is_err());
+        assert!(framing(&req(&[("content-length", "-1")])).is_err());
+        assert!(framing(&req(&[("content-length", "ten")])).is_err());
+    }
+}
