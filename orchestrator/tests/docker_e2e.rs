@@ -99,6 +99,7 @@ fn static_bins() -> PathBuf {
             "bb-init",
             "-p",
             "bb-supervise",
+            "-p",
             "bb-gitgate",
             "-p",
             "bb-testkit",
