@@ -1638,3 +1638,166 @@ fn approvals_for_a_stopped_bottle_apply_on_resume() {
     let (code, out, err, _) = run(&f, &["rm-snapshot", &slug, "--yes"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// Runs `ssh-keygen` for an ed25519 key pair at `path` (and `path.pub`).
+fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f"])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen (apt-get install openssh-client)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Removes a container of the test's own when dropped.
+struct Gone(String);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.0]);
+    }
+}
+
+/// The git gate end to end: the Debian agent (real `git`) clones and pushes
+/// through the gate to an sshd + git upstream container of ours. A clean
+/// push arrives, a push carrying a token-shaped secret does not, and the
+/// push key is nowhere in the agent's reach.
+#[test]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
+fn a_push_through_the_gate_lands_clean_and_a_secret_never_does() {
+    if !ready() {
+        return;
+    }
+    let _ = bb_testkit::debian::image();
+    let f = fixture("gate");
+    let keys = f.tmp.path().join("gate-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    keygen(&keys.join("hostkey"));
+    keygen(&keys.join("push_key"));
+    let host_pub = std::fs::read_to_string(keys.join("hostkey.pub")).unwrap();
+    let push_priv = std::fs::read_to_string(keys.join("push_key")).unwrap();
+    // A distinctive line of the private key: what scan-fs looks for.
+    let needle = push_priv.lines().nth(2).unwrap().to_owned();
+    let hex: String = needle.bytes().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+
+    // The upstream: sshd + a bare repo with one commit, root by key only.
+    let name = format!("bb-e2e-gitup-{}", std::process::id());
+    let _ = docker(&["rm", "-f", &name]);
+    let setup = "set -e; mkdir -p /run/sshd /root/.ssh; \
+        cp /keys/push_key.pub /root/.ssh/authorized_keys; chmod 700 /root/.ssh; \
+        chmod 600 /root/.ssh/authorized_keys; cp /keys/hostkey /etc/ssh/gate_host; \
+        chmod 600 /etc/ssh/gate_host; git init -q --bare -b main /srv/app.git; \
+        git init -q -b main /tmp/w; cd /tmp/w; \
+        git -c user.name=u -c user.email=u@e commit -q --allow-empty -m init; \
+        git push -q /srv/app.git main; \
+        exec /usr/sbin/sshd -D -e -h /etc/ssh/gate_host -o PermitRootLogin=prohibit-password \
+        -o PasswordAuthentication=no -o StrictModes=no";
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &f.network,
+        "--network-alias",
+        "gitup.test",
+        "-v",
+        &format!("{}:/keys:ro", keys.display()),
+        &bb_testkit::debian::image(),
+        "/bin/bash",
+        "-c",
+        setup,
+    ]);
+    let _gone = Gone(name.clone());
+    let up_log = || {
+        let o = docker(&["logs", &name]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let head = |r: &str| {
+        let o = docker(&[
+            "exec",
+            &name,
+            "git",
+            "--git-dir=/srv/app.git",
+            "log",
+            "--format=%s",
+            r,
+        ]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // Wait for the bare repo and sshd.
+    let start = Instant::now();
+    while !head("main").contains("init") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "upstream never came up:\n{}",
+            up_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let host_key = host_pub
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    write(
+        &f.home.join(".bot-bottle/bottles/gate.md"),
+        &format!(
+            "---\nagent_provider:\n  template: deb\nsupervise: false\ngit-gate:\n  user:\n    name: E2E Bot\n    email: e2e@example.com\n  repos:\n    app:\n      url: ssh://root@gitup.test:22/srv/app.git\n      key:\n        provider: static\n        path: {}\n      host_key: \"{host_key}\"\n---\n",
+            keys.join("push_key").display()
+        ),
+    );
+    write(
+        &f.home.join(".bot-bottle/agents/gate.md"),
+        "---\nbottle: gate\n---\n",
+    );
+    let secret = format!("ghp_{}", "Zq7T2mK9xW4bN8vR3cL6pY1sD5fH0jG2aE9u");
+    let script = format!(
+        "cd /tmp && git clone -q ssh://root@gitup.test:22/srv/app.git app; echo clone=$?\n\
+         cd /tmp/app\n\
+         echo hello > a.txt && git add a.txt && git commit -qm clean-change && git push -q origin HEAD:main 2>&1; echo clean=$?\n\
+         echo \"token = {secret}\" > b.txt && git add b.txt && git commit -qm secret-change\n\
+         echo '== push'; git push origin HEAD:main 2>&1; echo secret=$?\n\
+         echo '== scan'; bb-probe scan-fs {hex} /; echo rc=$?\n\
+         echo '== end'\n"
+    );
+    let (code, out, err, took) = run(
+        &f,
+        &["start", "gate", "--yes", "--", "/bin/bash", "-c", &script],
+    );
+    eprintln!("launch + run took {took:?}\nstdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("clone=0"),
+        "{out}{err}\nupstream:\n{}",
+        up_log()
+    );
+    assert!(out.contains("clean=0"), "{out}{err}");
+    assert_eq!(head("main").lines().next(), Some("clean-change"));
+    let push = section(&out, "push");
+    assert!(out.contains("secret=1"), "{push}");
+    assert!(
+        push.contains("github"),
+        "the refusal names the rule: {push}"
+    );
+    assert!(
+        !push.contains(&secret),
+        "the refusal shows the secret: {push}"
+    );
+    assert!(!head("main").contains("secret-change"));
+    let scan = section(&out, "scan");
+    assert!(scan.contains("clean") && scan.contains("rc=0"), "{scan}");
+    assert_eq!(leftovers_after_teardown(&f, "gate"), Vec::<String>::new());
+}
