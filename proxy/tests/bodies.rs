@@ -209,18 +209,22 @@ where
 }
 
 fn post_with_trailers(port: u16, path: &str, size: usize, trailers: HeaderMap) -> Request<Frames> {
-    let names: Vec<&str> = trailers.keys().map(http::HeaderName::as_str).collect();
+    let names = trailers
+        .keys()
+        .map(http::HeaderName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut frames = VecDeque::new();
     // Several frames, so a streamed body really streams.
     for chunk in vec![b'x'; size].chunks(64 * 1024) {
         frames.push_back(Frame::data(Bytes::copy_from_slice(chunk)));
     }
-    frames.push_back(Frame::trailers(trailers.clone()));
+    frames.push_back(Frame::trailers(trailers));
     Request::builder()
         .method("POST")
         .uri(format!("https://localhost:{port}{path}"))
         .header("host", format!("localhost:{port}"))
-        .header("trailer", names.join(", "))
+        .header("trailer", names)
         .body(Frames(frames))
         .unwrap()
 }

@@ -841,6 +841,10 @@ where
 /// without extensions (frames must stay readable), then relayed with the
 /// route's outbound detectors on client messages and inbound detectors on
 /// server messages. A hit closes both sides.
+#[allow(
+    clippy::too_many_lines,
+    reason = "the upgrade reads best as one sequence: request, answer, relay"
+)]
 async fn websocket(
     mut req: Request<Incoming>,
     target: &Target,
