@@ -118,6 +118,15 @@ cpu_seconds() {
 	awk -v tck="$(getconf CLK_TCK)" '{ printf "%.3f", ($12 + $13) / tck }' <<<"$stat"
 }
 
+# CPU seconds of PID and its children (nginx's workers), so far.
+tree_cpu_seconds() {
+	local total=0 pid
+	for pid in "$1" $(pgrep -P "$1" || true); do
+		total=$(awk -v a="$total" -v b="$(cpu_seconds "$pid" 2>/dev/null || echo 0)" 'BEGIN { printf "%.3f", a + b }')
+	done
+	echo "$total"
+}
+
 # scenario NAME: loadgen flags for it.
 scenario_flags() {
 	case $1 in
@@ -293,7 +302,7 @@ bb_egress_ca_init() {
 }
 
 run_proxy() {
-	local proxy=$1 scenario port logfile out rss cpu0 cpu1 loadgen conns target auth
+	local proxy=$1 scenario port logfile out rss cpu0 cpu1 up0 up1 loadgen conns target auth
 	mkdir -p "$RESULTS/$proxy"
 	if [[ $proxy == bb-egress ]]; then
 		bb_egress_ca_init || return 1
@@ -350,6 +359,7 @@ run_proxy() {
 		# The proxy's CPU time is sampled over the measured window only.
 		sleep "$WARMUP_S"
 		cpu0=$(cpu_seconds "$PROXY_PID" 2>/dev/null || echo 0)
+		up0=$(tree_cpu_seconds "$UPSTREAM_PID")
 		if ! wait "$loadgen"; then
 			log "$proxy $scenario: load generator failed: $(tail -n 5 "$WORK/$proxy-$scenario.loadgen.log") $(cat "$out.raw")"
 		fi
@@ -362,17 +372,25 @@ run_proxy() {
 			return 1
 		fi
 		cpu1=$(cpu_seconds "$PROXY_PID")
+		up1=$(tree_cpu_seconds "$UPSTREAM_PID")
 		rss=$(peak_rss_kib "$PROXY_PID")
 		[[ $proxy == direct ]] || stop "$PROXY_PID"
 		if [[ -s $out.raw ]]; then
 			# For the direct row there is no proxy: its CPU and RSS columns
-			# are left empty (the upstream's would mislead).
+			# are left empty (the upstream's would mislead). The upstream's
+			# CPU (nginx's workers included) and the load generator's own
+			# (it reports clock ticks) are kept for every row: together with
+			# the proxy's they show whether the row was CPU-bound.
 			python3 -c 'import json, sys
 r = json.loads(open(sys.argv[1]).read())
 if sys.argv[5] != "direct":
     r["peak_rss_kib"] = int(sys.argv[2])
     r["proxy_cpu_s"] = round(float(sys.argv[4]) - float(sys.argv[3]), 3)
-print(json.dumps(r))' "$out.raw" "$rss" "$cpu0" "$cpu1" "$proxy" >"$out"
+r["upstream_cpu_s"] = round(float(sys.argv[7]) - float(sys.argv[6]), 3)
+ticks = r.pop("loadgen_cpu_ticks", None)
+if ticks is not None:
+    r["loadgen_cpu_s"] = round(ticks / float(sys.argv[8]), 3)
+print(json.dumps(r))' "$out.raw" "$rss" "$cpu0" "$cpu1" "$proxy" "$up0" "$up1" "$(getconf CLK_TCK)" >"$out"
 			log "$proxy $scenario: $(cat "$out")"
 		fi
 		rm -f "$out.raw"

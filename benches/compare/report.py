@@ -11,6 +11,7 @@ the order of RESULTS_DIR/scenarios.txt, proxies in RESULTS_DIR/proxies.txt.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,44 @@ def cores(r: dict) -> float | None:
     return r["proxy_cpu_s"] / r["elapsed_s"]
 
 
+def per_req_us(r: dict, key: str) -> float | None:
+    if r.get(key) is None or not r.get("requests"):
+        return None
+    return r[key] * 1e6 / r["requests"]
+
+
+def cpu_table(scenarios: list[str], proxies: list[str], data: dict) -> None:
+    """CPU per request of every process in the run, and what it implies.
+
+    The load generator, the upstream and the proxy share the machine's
+    cores; when their sum per request times the rate is close to the core
+    count, the row is CPU-bound and `ceiling` (cores / total CPU per
+    request) is the most it could reach on this machine.
+    """
+    cores_here = os.cpu_count() or 1
+    head = ["scenario", "proxy", "loadgen µs/req", "upstream µs/req", "proxy µs/req",
+            "total µs/req", "cores busy", "ceiling req/s"]
+    rows = []
+    for s in scenarios:
+        for p in proxies:
+            r = data.get((p, s))
+            if r is None:
+                continue
+            parts = [per_req_us(r, k) for k in ("loadgen_cpu_s", "upstream_cpu_s", "proxy_cpu_s")]
+            known = [x for x in parts if x is not None]
+            total = sum(known) if known else None
+            busy = (total * r["requests"] / 1e6 / r["elapsed_s"]
+                    if total is not None and r.get("elapsed_s") else None)
+            ceiling = cores_here * 1e6 / total if total else None
+            rows.append([s, p, *(fmt(x, 0) for x in parts), fmt(total, 0), fmt(busy, 2),
+                         fmt(ceiling, 0)])
+    if not rows or all(r[5] == "-" for r in rows):
+        return
+    print()
+    print(f"CPU per request by process ({cores_here} CPUs; ceiling = CPUs / total µs per request)")
+    print_table(head, rows)
+
+
 def rss_mib(r: dict) -> float | None:
     return None if r.get("peak_rss_kib") is None else r["peak_rss_kib"] / 1024
 
@@ -71,6 +110,7 @@ def main() -> int:
                          fmt(r["mb_per_s"], 2), fmt(rss_mib(r)), fmt(cpu_us_per_req(r), 0),
                          fmt(cores(r), 2), str(r["errors"])])
     print_table(head, rows)
+    cpu_table(scenarios, proxies, data)
 
     def ratio(x, y):
         return None if x is None or not y else x / y

@@ -296,6 +296,13 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<ExitCode> {
     let workers: Vec<_> = (0..plan.connections)
         .map(|_| tokio::spawn(worker(plan.clone(), measure_from, deadline)))
         .collect();
+    // The load generator's own CPU over the measured window: on a small
+    // machine it competes with the proxy and the upstream, and the harness
+    // adds the three up to see whether a row is CPU-bound.
+    let cpu_from = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from).await;
+        cpu_ticks()
+    });
     let mut total = Tally::default();
     for w in workers {
         let t = w.await.context("a load worker panicked")?;
@@ -309,6 +316,12 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<ExitCode> {
         total.first_error = total.first_error.or(t.first_error);
         total.last_done = total.last_done.max(t.last_done);
     }
+    let cpu = cpu_from
+        .await
+        .ok()
+        .flatten()
+        .zip(cpu_ticks())
+        .map(|(from, to)| to.saturating_sub(from));
     let elapsed = total
         .last_done
         .map_or(plan.duration, |t| t.saturating_duration_since(measure_from))
@@ -337,6 +350,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<ExitCode> {
         "body_size": plan.body.len(),
         "keep_alive": plan.keep_alive,
         "first_error": total.first_error,
+        "loadgen_cpu_ticks": cpu,
     });
     println!("{line}");
     Ok(if total.requests == 0 {
@@ -344,6 +358,20 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// This process's user plus system CPU time so far, in clock ticks
+/// (`getconf CLK_TCK`; the harness converts), from `/proc/self/stat`.
+/// `None` where there is no procfs.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields 14 and 15 (utime, stime), counted after the ")" that closes
+    // the command name, which may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 fn round(v: f64, digits: i32) -> f64 {

@@ -175,6 +175,43 @@ where
     }
 }
 
+/// A held body and its trailers, of undeclared length: a body that ends in
+/// trailers must go chunked on HTTP/1.1, which an exact size hint would
+/// prevent (hyper then sends a `Content-Length` and drops the trailers).
+pub(crate) struct Trailed {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl Trailed {
+    pub(crate) fn new(data: Bytes, trailers: HeaderMap) -> Self {
+        Self {
+            data: (!data.is_empty()).then_some(data),
+            trailers: Some(trailers),
+        }
+    }
+}
+
+impl Body for Trailed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(d) = this.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(d))));
+        }
+        Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+}
+
 /// A `Content-Encoding` the proxy can undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Coding {

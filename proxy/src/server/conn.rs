@@ -5,7 +5,9 @@
 //! head until its response body is sent) and no byte has moved either way
 //! for the idle timeout; the serving loop then shuts
 //! it down gracefully. A request body that yields nothing for the body
-//! timeout ends with [`BodyTimeout`], which the pipeline answers with 408.
+//! timeout ends with [`BodyTimeout`], which the pipeline answers with 408;
+//! a response body that does, with [`UpstreamBodyTimeout`]: a 504 while
+//! the response is held, a cut body once it streams.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::error::BodyTimeout;
+use super::error::{BodyTimeout, UpstreamBodyTimeout};
 use super::upstream::{BoxError, ProxyBody};
 
 /// When a connection last moved a byte, and how many requests it has in
@@ -187,21 +189,40 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 }
 
-/// A body that fails with [`BodyTimeout`] when no frame arrives for
-/// `limit`. The clock starts at the first poll: a body nobody reads yet
-/// (the upstream still connecting) is not late.
+/// A body that fails when its reader has waited `limit` for the next frame:
+/// with [`BodyTimeout`] for a request body (the client stalled), with
+/// [`UpstreamBodyTimeout`] for a response body (the upstream stalled).
+///
+/// The clock runs only while the reader waits: from the first poll that
+/// finds nothing after a frame, until the next frame. A body nobody reads
+/// yet (the upstream still connecting) or whose reader is slow (a client
+/// applying back-pressure) is not late.
 pub(crate) struct Progress<B> {
     inner: B,
     limit: Duration,
     timer: Option<Pin<Box<Sleep>>>,
+    /// Whether the last poll found nothing (the clock is running).
+    waiting: bool,
+    upstream: bool,
 }
 
 impl<B> Progress<B> {
+    /// A request body's deadline.
     pub(crate) fn new(inner: B, limit: Duration) -> Self {
         Self {
             inner,
             limit,
             timer: None,
+            waiting: false,
+            upstream: false,
+        }
+    }
+
+    /// A response body's deadline.
+    pub(crate) fn upstream(inner: B, limit: Duration) -> Self {
+        Self {
+            upstream: true,
+            ..Self::new(inner, limit)
         }
     }
 }
@@ -221,20 +242,25 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(t) = this.timer.as_mut() {
-                    t.as_mut().reset(Instant::now() + this.limit);
-                }
+                this.waiting = false;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                let limit = this.limit;
+                let due = Instant::now() + this.limit;
                 let timer = this
                     .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if !this.waiting {
+                    timer.as_mut().reset(due);
+                    this.waiting = true;
+                }
                 match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(limit))))),
+                    Poll::Ready(()) if this.upstream => {
+                        Poll::Ready(Some(Err(Box::new(UpstreamBodyTimeout(this.limit)))))
+                    }
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit))))),
                     Poll::Pending => Poll::Pending,
                 }
             }

@@ -48,12 +48,19 @@ pub(crate) enum UpstreamError {
     NoResponse { host: String, after: Duration },
     /// The exchange failed after connecting.
     Failed { host: String, cause: String },
+    /// The response body stopped arriving for the body timeout.
+    BodyStalled { host: String, after: Duration },
 }
 
-/// The error a body ends with when it stops arriving.
+/// The error a request body ends with when it stops arriving.
 #[derive(Debug, thiserror::Error)]
 #[error("no body data for {0:?}")]
 pub(crate) struct BodyTimeout(pub(crate) Duration);
+
+/// The error a response body ends with when it stops arriving.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent no body data for {0:?}")]
+pub(crate) struct UpstreamBodyTimeout(pub(crate) Duration);
 
 impl ProxyError {
     /// Sorts a failed upstream exchange by who failed: a client body that
@@ -149,6 +156,15 @@ pub(crate) fn rescue(
             text(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("bb-egress: upstream {host} did not answer within {after:?}\n"),
+            )
+        }
+        ProxyError::Upstream(UpstreamError::BodyStalled { host, after }) => {
+            tracing::warn!(%host, ?after, "upstream response body stalled");
+            text(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "bb-egress: upstream {host} stopped sending its response (nothing for {after:?})\n"
+                ),
             )
         }
         ProxyError::Upstream(UpstreamError::Failed { host, cause }) => {

@@ -46,15 +46,36 @@ enum Held<B> {
     Failed(BoxError),
 }
 
-/// A held body as a message body again, trailers included.
-fn held_body(bytes: Vec<u8>, trailers: Option<HeaderMap>) -> ProxyBody {
+/// A held body as a message body again, trailers included; `headers` (the
+/// message's) are made to carry them: an HTTP/1.1 peer sends trailers only
+/// in a chunked body and only for the fields `Trailer` names.
+fn held_body(bytes: Vec<u8>, trailers: Option<HeaderMap>, headers: &mut HeaderMap) -> ProxyBody {
     match trailers {
         None => full(bytes),
-        Some(t) => Full::new(Bytes::from(bytes))
-            .map_err(|never: Infallible| match never {})
-            .with_trailers(std::future::ready(Some(Ok(t))))
-            .boxed_unsync(),
+        Some(t) => {
+            declare_trailers(headers, Some(&t));
+            scan_body::Trailed::new(Bytes::from(bytes), t).boxed_unsync()
+        }
     }
+}
+
+/// Makes a message whose body ends in trailers go chunked on HTTP/1.1:
+/// no `Content-Length`, and `Trailer` naming `known` when the trailers are
+/// already known (a held body), else the sender's own `Trailer` kept.
+/// Returns whether the body may carry trailers (its length then stays
+/// undeclared).
+fn declare_trailers(headers: &mut HeaderMap, known: Option<&HeaderMap>) -> bool {
+    if let Some(t) = known {
+        let names: Vec<&str> = t.keys().map(HeaderName::as_str).collect();
+        if let Ok(v) = HeaderValue::from_str(&names.join(", ")) {
+            headers.insert(header::TRAILER, v);
+        }
+    }
+    if !headers.contains_key(header::TRAILER) {
+        return false;
+    }
+    headers.remove(header::CONTENT_LENGTH);
+    true
 }
 
 async fn hold<B>(mut body: B, mut scanner: StreamScanner, length: Option<u64>) -> Held<B>
@@ -385,18 +406,34 @@ async fn bump(
 }
 
 /// Headers never forwarded in either direction (hop-by-hop, RFC 9110 §7.6.1,
-/// plus the proxy's own and QUIC advertisements).
+/// plus the proxy's own and QUIC advertisements). `Trailer` is not one: it
+/// is end to end (RFC 9110 §6.6.2), and HTTP/1.1 peers send only the
+/// trailers it names.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "proxy-connection",
     "keep-alive",
     "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
     "proxy-authorization",
     "proxy-authenticate",
 ];
+
+/// Whether a request's `TE` accepts trailers (RFC 9110 §10.1.4).
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("trailers")
+            })
+        })
+    })
+}
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
@@ -574,6 +611,7 @@ async fn pipeline(
 
     // Build the upstream request.
     let (parts, body) = req.into_parts();
+    let client_version = parts.version;
     let body = Progress::new(body, shared.limits.body_timeout);
     let uri = upstream_uri(target, &parts.uri).ok_or(UNUSABLE_TARGET)?;
     let mut headers = parts.headers;
@@ -591,6 +629,7 @@ async fn pipeline(
         .and_then(|v| v.parse::<u64>().ok());
     let slot: HitSlot = Arc::new(Mutex::new(None));
     let up_body: ProxyBody = if forward.outbound.is_empty() {
+        declare_trailers(&mut headers, None);
         body.boxed_unsync()
     } else {
         match hold(
@@ -600,12 +639,17 @@ async fn pipeline(
         )
         .await
         {
-            Held::Whole(bytes, trailers) => held_body(bytes, trailers),
+            Held::Whole(bytes, trailers) => held_body(bytes, trailers, &mut headers),
             Held::Partial(partial) => {
                 let (cleared, scanner, rest) = *partial;
+                let len = if declare_trailers(&mut headers, None) {
+                    None
+                } else {
+                    content_length
+                };
                 ScannedBody::new(rest, scanner, Arc::clone(&slot))
                     .with_prefix(Bytes::from(cleared))
-                    .with_len(content_length)
+                    .with_len(len)
                     .boxed_unsync()
             }
             Held::Hit(hit) => {
@@ -626,7 +670,9 @@ async fn pipeline(
     *up.headers_mut() = headers;
 
     let after = shared.limits.upstream_response_timeout;
-    let sent = shared.client.request(forward.route.allow_private, up);
+    let sent = shared
+        .client
+        .request(forward.route.allow_private, client_version, up);
     let response = match tokio::time::timeout(after, sent).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -655,7 +701,16 @@ async fn pipeline(
             action = "forward", status = response.status().as_u16(), "request forwarded"
         );
     }
-    Ok(inbound(response, &forward, generation, target, method, path).await)
+    let body_timeout = shared.limits.body_timeout;
+    Ok(inbound(
+        response,
+        &forward,
+        generation,
+        target,
+        (method, path),
+        body_timeout,
+    )
+    .await)
 }
 
 const UNUSABLE_TARGET: ProxyError =
@@ -690,7 +745,13 @@ fn prepare_headers(
     forward: &Forward<'_>,
     generation: &super::Generation,
 ) -> Result<(), ProxyError> {
+    // The proxy reads trailers both ways: an agent that takes them still
+    // gets them from an HTTP/1.1 upstream, which sends them only then.
+    let trailers_ok = accepts_trailers(headers);
     strip_hop_by_hop(headers);
+    if trailers_ok {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     headers.remove(header::HOST);
     headers.remove(header::AUTHORIZATION);
     if let Some(auth) = forward.auth() {
@@ -780,6 +841,10 @@ where
 /// without extensions (frames must stay readable), then relayed with the
 /// route's outbound detectors on client messages and inbound detectors on
 /// server messages. A hit closes both sides.
+#[allow(
+    clippy::too_many_lines,
+    reason = "the upgrade reads best as one sequence: request, answer, relay"
+)]
 async fn websocket(
     mut req: Request<Incoming>,
     target: &Target,
@@ -804,7 +869,9 @@ async fn websocket(
     *up.version_mut() = Version::HTTP_11;
     *up.headers_mut() = headers;
     let after = shared.limits.upstream_response_timeout;
-    let sent = shared.client.request_http1(forward.route.allow_private, up);
+    let sent = shared
+        .client
+        .request_upgrade(forward.route.allow_private, up);
     let mut response = match tokio::time::timeout(after, sent).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(ProxyError::upstream(&target.host, &e)),
@@ -816,7 +883,16 @@ async fn websocket(
         }
     };
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(inbound(response, forward, generation, target, method, path).await);
+        let body_timeout = shared.limits.body_timeout;
+        return Ok(inbound(
+            response,
+            forward,
+            generation,
+            target,
+            (method, path),
+            body_timeout,
+        )
+        .await);
     }
     let upstream_upgrade = hyper::upgrade::on(&mut response);
     let mut out = Response::new(empty());
@@ -940,22 +1016,25 @@ fn response_detectors(
     set
 }
 
+/// The response: its headers cleaned and scanned, its body held or
+/// streamed through the inbound scanner, and ended if the upstream stops
+/// sending it for `body_timeout`.
 async fn inbound(
     response: Response<Incoming>,
     forward: &Forward<'_>,
     generation: &super::Generation,
     target: &Target,
-    method: &str,
-    path: &str,
+    (method, path): (&str, &str),
+    body_timeout: std::time::Duration,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
+    let body = Progress::upstream(body, body_timeout);
     strip_hop_by_hop(&mut parts.headers);
     // Never let a client leave the proxied path for QUIC.
     parts.headers.remove(header::ALT_SVC);
     let set = response_detectors(forward, generation, &parts.headers);
     if set.is_empty() {
-        let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-        return Response::from_parts(parts, body);
+        return Response::from_parts(parts, body.boxed_unsync());
     }
     let refuse = |reason| blocked(generation, &target.host, reason, method, path);
     for (name, value) in &parts.headers {
@@ -971,7 +1050,7 @@ async fn inbound(
     // first (bounded), and one that cannot be decoded is refused.
     let body: ProxyBody = match scan_body::content_coding(&parts.headers) {
         Err(()) => return refuse(BlockReason::UnscannableBody),
-        Ok(None) => body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+        Ok(None) => body.boxed_unsync(),
         Ok(Some(coding)) => {
             parts.headers.remove(header::CONTENT_ENCODING);
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -993,12 +1072,19 @@ async fn inbound(
     let (cleared, scanner, body) =
         match hold(body, generation.engine.scanner(set), content_length).await {
             Held::Whole(bytes, trailers) => {
-                return Response::from_parts(parts, held_body(bytes, trailers));
+                let body = held_body(bytes, trailers, &mut parts.headers);
+                return Response::from_parts(parts, body);
             }
             Held::Partial(partial) => *partial,
             Held::Hit(hit) => return refuse(BlockReason::Dlp(hit)),
             Held::Failed(e) if e.is::<scan_body::DecodeError>() => {
                 return refuse(BlockReason::UnscannableBody);
+            }
+            Held::Failed(e) if e.is::<super::error::UpstreamBodyTimeout>() => {
+                let host = target.host.clone();
+                let after = body_timeout;
+                let stalled = ProxyError::Upstream(UpstreamError::BodyStalled { host, after });
+                return rescue(stalled, generation, method, path);
             }
             Held::Failed(e) => {
                 let cause = format!("reading its body: {}", super::error::error_chain(&*e));
@@ -1009,9 +1095,14 @@ async fn inbound(
         };
     // Large: stream the rest; a later hit cuts the body short.
     let slot: HitSlot = Arc::new(Mutex::new(None));
+    let len = if declare_trailers(&mut parts.headers, None) {
+        None
+    } else {
+        content_length
+    };
     let rest = ScannedBody::new(body, scanner, slot)
         .with_prefix(Bytes::from(cleared))
-        .with_len(content_length)
+        .with_len(len)
         .boxed_unsync();
     Response::from_parts(parts, rest)
 }

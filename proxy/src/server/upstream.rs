@@ -3,7 +3,9 @@
 //! route allows them ([`super::ssrf`]), hyper-util's `HttpConnector`
 //! (connect timeout split across the addresses, happy eyeballs), TLS with
 //! its own handshake deadline, verified against the system roots (plus
-//! `--upstream-ca`), HTTP/1.1 or h2 by ALPN.
+//! `--upstream-ca`), then the client's own protocol: an h2 client's
+//! requests go over h2 when the upstream offers it (ALPN), an HTTP/1.1
+//! client's over pooled HTTP/1.1 connections.
 //!
 //! There are two stacks, one per `allow_private` value, each with its own
 //! pool: the request's decision picks one, so a connection opened for a
@@ -50,11 +52,21 @@ pub(crate) struct Deadlines {
 
 type Pooled = hyper_util::client::legacy::Client<Connector, ProxyBody>;
 
-/// One stack: the pooled client and the HTTP/1.1-only one.
+/// One stack: a pooled client per upstream protocol choice, and one for
+/// upgrades.
 struct Stack {
+    /// h2 when the upstream offers it, else HTTP/1.1: for h2 clients,
+    /// whose streams share one connection on both sides.
     pooled: Pooled,
-    /// HTTP/1.1 only: WebSocket upgrades need it (no h2 extended CONNECT).
+    /// HTTP/1.1 only, pooled: for HTTP/1.1 clients. Each of their requests
+    /// gets an upstream connection of its own, as on the client side, so
+    /// concurrent bodies are encrypted, scanned and sent in parallel
+    /// rather than queued behind one h2 connection's task (one core, and
+    /// one upstream worker, for every body at once).
     http1: Pooled,
+    /// HTTP/1.1 only, never pooled: WebSocket upgrades (no h2 extended
+    /// CONNECT), whose connections leave with the upgrade.
+    upgrade: Pooled,
 }
 
 /// The upstream clients shared by all connections.
@@ -150,6 +162,10 @@ impl Client {
                     .pool_max_idle_per_host(64)
                     .build(connector(&tls)),
                 http1: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_mins(1))
+                    .pool_max_idle_per_host(64)
+                    .build(connector(&tls1)),
+                upgrade: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                     .pool_max_idle_per_host(0)
                     .build(connector(&tls1)),
             }
@@ -160,26 +176,31 @@ impl Client {
     }
 
     /// Sends a request on the stack for `allow_private` (the request's own
-    /// decision).
+    /// decision), over h2 when the client spoke h2 (`client` is its
+    /// version) and the upstream offers it, else over HTTP/1.1.
     pub(crate) async fn request(
         &self,
         allow_private: bool,
+        client: http::Version,
         req: http::Request<ProxyBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        self.stacks[usize::from(allow_private)]
-            .pooled
-            .request(req)
-            .await
+        let stack = &self.stacks[usize::from(allow_private)];
+        if client == http::Version::HTTP_2 {
+            stack.pooled.request(req).await
+        } else {
+            stack.http1.request(req).await
+        }
     }
 
-    /// Sends a request over HTTP/1.1 only (WebSocket upgrades).
-    pub(crate) async fn request_http1(
+    /// Sends a request over a fresh HTTP/1.1 connection (WebSocket
+    /// upgrades).
+    pub(crate) async fn request_upgrade(
         &self,
         allow_private: bool,
         req: http::Request<ProxyBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
         self.stacks[usize::from(allow_private)]
-            .http1
+            .upgrade
             .request(req)
             .await
     }
