@@ -221,7 +221,7 @@ impl StreamScanner {
             });
         }
         if let Some(st) = self.inj.as_mut()
-            && let Some((key, id, start)) = self.engine.injection.scan(st, chunk, base)
+            && let Some((key, id, start)) = self.engine.injection.scan(st, &self.held, chunk, base)
         {
             consider(Ranked {
                 key,

@@ -512,3 +512,235 @@ fn known_secrets_are_found_at_every_phase_and_split() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The gated injection scan against the transducer over every byte
+// ---------------------------------------------------------------------------
+
+/// What the transducer over every byte reports for `data`: the hit the
+/// gated scan must report, as `(rule, offset)`.
+fn injection_reference(data: &[u8]) -> Option<(Arc<str>, u64)> {
+    let inj = &*super::INJECTION;
+    let mut st = inj.state();
+    inj.transduce(&mut st, data, 0)
+        .map(|(_, id, start)| (inj.rule(id), start))
+}
+
+fn injection_hit(hit: Option<Hit>) -> Option<(Arc<str>, u64)> {
+    hit.map(|h| {
+        assert_eq!(h.detector, Detector::NaiveInjectionDetection);
+        (h.rule, h.offset)
+    })
+}
+
+/// A small deterministic generator for the mutations below.
+fn mix(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Phrase `i` as an attacker or an accident might write it: spaces as runs
+/// of whitespace (sometimes too long, which breaks it), letters in either
+/// case; unless `ascii`, also Unicode whitespace, fullwidth letters and
+/// invisible characters between.
+fn disguised_phrase(i: usize, mut seed: u64, ascii: bool) -> Vec<u8> {
+    let phrases = super::injection::phrases();
+    let p = &phrases[i % phrases.len()];
+    let gaps = [
+        " ",
+        " ",
+        "  ",
+        "\n",
+        " \t ",
+        "\r\n",
+        "                ",
+        "                 ",
+        "\u{a0}",
+        "\u{2003}",
+        "\u{200b} ",
+    ];
+    let gaps = if ascii { &gaps[..8] } else { &gaps[..] };
+    let mut out = String::new();
+    for c in p.chars() {
+        let r = mix(&mut seed);
+        if c == ' ' {
+            out.push_str(gaps[(r % gaps.len() as u64) as usize]);
+            continue;
+        }
+        // In ASCII only the case changes.
+        let k = match r % 16 {
+            4..=6 if ascii => 7,
+            k => k,
+        };
+        match k {
+            0..=3 => out.extend(c.to_uppercase()),
+            4 if c.is_ascii_alphabetic() => {
+                out.push(char::from_u32(0xFF41 + u32::from(c as u8 - b'a')).unwrap_or(c));
+            }
+            5 => {
+                out.push('\u{200b}');
+                out.push(c);
+            }
+            6 => {
+                out.push(c);
+                out.push('\u{00ad}');
+            }
+            _ => out.push(c),
+        }
+    }
+    out.into_bytes()
+}
+
+fn injection_piece(ascii: bool) -> impl Strategy<Value = Vec<u8>> {
+    let mut words = vec![
+        "the ",
+        "Key ",
+        "system ",
+        "dan",
+        "ACCESS",
+        "hidden ",
+        "\u{e9}",
+        "\u{2014}",
+        "\u{2026}",
+        "\u{a0}",
+        "\u{200b}",
+        "\u{ff49}",
+        "\u{1f389}",
+        "\n\n",
+        "   ",
+        "\t",
+        "information ",
+        "tell me ",
+        "<|",
+        "ignore ",
+        "x",
+        "\u{ff29}GNORE ",
+        "all ",
+        "previous ",
+        "instructions",
+        ".env",
+        "\u{fb01}",
+        "\u{212a}ey",
+        "now ",
+        "your ",
+        "reveal ",
+        "to ",
+    ];
+    if ascii {
+        words.retain(|w| w.is_ascii());
+    }
+    let words = prop::sample::select(words).prop_map(|w| w.as_bytes().to_vec());
+    let noise = if ascii { 0..0x80u8 } else { 0..0xFFu8 };
+    prop_oneof![
+        8 => words,
+        3 => (0..4000usize, any::<u64>()).prop_map(move |(i, s)| disguised_phrase(i, s, ascii)),
+        1 => prop::collection::vec(noise, 0..8),
+        1 => (1..700usize).prop_map(|n| b"lorem ipsum dolor sit amet ".repeat(n / 27 + 1)[..n].to_vec()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Running the transducer only around anchors and non-ASCII characters
+    /// finds exactly what running it over every byte finds, however the
+    /// stream is cut.
+    #[test]
+    fn gated_injection_scan_equals_the_full_transducer(
+        pieces in prop::collection::vec(injection_piece(false), 0..40),
+        cuts in prop::collection::vec(0usize..5000, 0..12),
+    ) {
+        let e = plain();
+        let data = pieces.concat();
+        let want = injection_reference(&data);
+        prop_assert_eq!(&injection_hit(e.scan(DetectorSet::INBOUND, &data)), &want);
+        let (out, streamed) = stream(&e, DetectorSet::INBOUND, &data, &cuts);
+        prop_assert_eq!(&injection_hit(streamed), &want);
+        match want {
+            None => prop_assert_eq!(out, data),
+            Some((_, offset)) => prop_assert!(out.len() as u64 <= offset),
+        }
+    }
+
+    /// The same on ASCII text, where only the anchors open windows.
+    #[test]
+    fn gated_injection_scan_equals_the_full_transducer_on_ascii(
+        pieces in prop::collection::vec(injection_piece(true), 0..40),
+        cuts in prop::collection::vec(0usize..5000, 0..12),
+    ) {
+        let e = plain();
+        let data = pieces.concat();
+        let want = injection_reference(&data);
+        prop_assert_eq!(&injection_hit(e.scan(DetectorSet::INBOUND, &data)), &want);
+        let (_, streamed) = stream(&e, DetectorSet::INBOUND, &data, &cuts);
+        prop_assert_eq!(&injection_hit(streamed), &want);
+    }
+}
+
+#[test]
+fn every_phrase_holds_an_anchor_and_anchors_are_not_prefixes() {
+    use super::injection::ANCHORS;
+    for p in super::injection::phrases() {
+        assert!(p.is_ascii() && !p.contains('\0'), "{p:?}");
+        assert!(
+            ANCHORS.iter().any(|a| p.contains(a)),
+            "no anchor in phrase {p:?}"
+        );
+    }
+    for a in ANCHORS {
+        assert!(!a.contains(char::is_whitespace), "{a:?}");
+        assert_eq!(a.to_ascii_lowercase(), *a);
+        for b in ANCHORS {
+            assert!(a == b || !b.starts_with(a), "{a:?} is a prefix of {b:?}");
+        }
+    }
+}
+
+/// Disguised phrases at every offset against the anchor search's pieces
+/// and the chunking, split anywhere, after long phrase-free text.
+#[test]
+fn injection_phrases_are_found_at_every_split() {
+    let e = plain();
+    let set = DetectorSet::INBOUND;
+    for (n, i) in [0usize, 7, 400, 1200, 2000, 2500, 2610]
+        .into_iter()
+        .enumerate()
+    {
+        let phrase = disguised_phrase(i, n as u64, n % 2 == 0);
+        for lead in [0usize, 1, 15, 4090, 4100, 20_000] {
+            let text = [
+                b"lorem ipsum dolor key ".repeat(lead / 22 + 1)[..lead].to_vec(),
+                phrase.clone(),
+                b" tail".to_vec(),
+            ]
+            .concat();
+            let want = injection_reference(&text);
+            assert_eq!(injection_hit(e.scan(set, &text)), want, "{i} after {lead}");
+            let cuts: Vec<usize> = if lead < 100 {
+                (1..text.len()).collect()
+            } else {
+                (lead.saturating_sub(40)..text.len()).step_by(3).collect()
+            };
+            for cut in cuts {
+                let (out, streamed) = stream(&e, set, &text, &[cut]);
+                assert_eq!(
+                    injection_hit(streamed),
+                    want,
+                    "{i} after {lead} split at {cut}"
+                );
+                if let Some((_, offset)) = &want {
+                    assert!(out.len() as u64 <= *offset);
+                }
+            }
+            let (_, streamed) = stream(&e, set, &text, &vec![1; text.len()]);
+            assert_eq!(
+                injection_hit(streamed),
+                want,
+                "{i} after {lead} byte by byte"
+            );
+        }
+    }
+}

@@ -285,7 +285,7 @@ fn head(bytes: &[u8]) -> (u64, u64) {
 
 /// `COMMON_PAIRS` as a cost by pair (little-endian): highest for the most
 /// frequent, 0 for a pair not in the list.
-fn common_pair_ranks() -> Vec<u16> {
+pub(crate) fn common_pair_ranks() -> Vec<u16> {
     let mut rank = vec![0u16; PAIRS];
     let pairs = COMMON_PAIRS.iter().flat_map(|s| s.chunks_exact(2));
     for (i, p) in pairs.enumerate() {
