@@ -185,7 +185,7 @@ impl AnchorSearch {
         let mut found: Vec<(u32, usize, isize, [Option<u8>; 4])> = Vec::new();
         for (id, a) in ANCHORS.iter().enumerate() {
             let a = a.as_bytes();
-            let len = a.len() as isize;
+            let len = a.len().cast_signed();
             let byte = |k: isize| usize::try_from(k).ok().and_then(|k| a.get(k).copied());
             for parity in 0..2isize {
                 let best = (-2..len)
@@ -231,27 +231,27 @@ impl AnchorSearch {
         }
     }
 
-    /// Calls `f(start, anchor)` for every anchor occurrence in `hay` (some
+    /// Calls `found(start, anchor)` for every anchor occurrence in `hay` (some
     /// perhaps twice).
     #[inline]
-    fn each(&self, hay: &[u8], mut f: impl FnMut(usize, usize)) {
+    fn each(&self, hay: &[u8], mut found: impl FnMut(usize, usize)) {
         let map = &self.map;
-        let e = |v: u64| map[(v & 0xFFFF) as usize];
-        let mut p = 0;
-        while let Some(word) = hay.get(p..p + 18) {
-            let x = u64::from_le_bytes(word[..8].try_into().unwrap_or([0; 8]));
-            let y = u64::from_le_bytes(word[8..16].try_into().unwrap_or([0; 8]));
-            let z = u64::from(u16::from_le_bytes([word[16], word[17]]));
+        let entry = |v: u64| map[(v & 0xFFFF) as usize];
+        let mut at = 0;
+        while let Some(word) = hay.get(at..at + 18) {
+            let lo = u64::from_le_bytes(word[..8].try_into().unwrap_or([0; 8]));
+            let hi = u64::from_le_bytes(word[8..16].try_into().unwrap_or([0; 8]));
+            let next = u64::from(u16::from_le_bytes([word[16], word[17]]));
             let es = [
-                e(x),
-                e(x >> 16),
-                e(x >> 32),
-                e(x >> 48),
-                e(y),
-                e(y >> 16),
-                e(y >> 32),
-                e(y >> 48),
-                e(z),
+                entry(lo),
+                entry(lo >> 16),
+                entry(lo >> 32),
+                entry(lo >> 48),
+                entry(hi),
+                entry(hi >> 16),
+                entry(hi >> 32),
+                entry(hi >> 48),
+                entry(next),
             ];
             let mut any = 0;
             for k in 0..8 {
@@ -261,19 +261,19 @@ impl AnchorSearch {
                 for k in 0..8 {
                     let bits = es[k] & (es[k + 1] >> 16) & 0xFFFF;
                     if bits != 0 {
-                        self.check(hay, p + 2 * k, bits, &mut f);
+                        self.check(hay, at + 2 * k, bits, &mut found);
                     }
                 }
             }
-            p += 16;
+            at += 16;
         }
-        while p + 4 <= hay.len() {
+        while at + 4 <= hay.len() {
             let pair = |k: usize| map[usize::from(u16::from_le_bytes([hay[k], hay[k + 1]]))];
-            let bits = pair(p) & (pair(p + 2) >> 16) & 0xFFFF;
+            let bits = pair(at) & (pair(at + 2) >> 16) & 0xFFFF;
             if bits != 0 {
-                self.check(hay, p, bits, &mut f);
+                self.check(hay, at, bits, &mut found);
             }
-            p += 2;
+            at += 2;
         }
         // Where a window would start before the bytes or end after them.
         let tail = hay.len().saturating_sub(self.edge);
@@ -283,24 +283,24 @@ impl AnchorSearch {
                 let id = ids.trailing_zeros() as usize;
                 ids &= ids - 1;
                 if anchor_at(hay, q, id) {
-                    f(q, id);
+                    found(q, id);
                 }
             }
         }
     }
 
-    /// The anchors whose windows have one of `bits` and start at `p`.
+    /// The anchors whose windows have one of `bits` and start at `at`.
     #[inline(never)]
-    fn check(&self, hay: &[u8], p: usize, mut bits: u32, f: &mut impl FnMut(usize, usize)) {
+    fn check(&self, hay: &[u8], at: usize, mut bits: u32, found: &mut impl FnMut(usize, usize)) {
         while bits != 0 {
-            let b = bits.trailing_zeros() as usize;
+            let bit = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            for &(id, s) in &self.windows[b] {
-                let Some(q) = p.checked_add_signed(-s) else {
+            for &(id, offset) in &self.windows[bit] {
+                let Some(q) = at.checked_add_signed(-offset) else {
                     continue;
                 };
                 if anchor_at(hay, q, id) {
-                    f(q, id);
+                    found(q, id);
                 }
             }
         }
