@@ -744,3 +744,109 @@ fn injection_phrases_are_found_at_every_split() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The fingerprint pass against a keyword search at every byte
+// ---------------------------------------------------------------------------
+
+/// What `token_patterns` must report for `data` without the fingerprint
+/// pass: every occurrence of every keyword, at every offset, becomes a
+/// candidate, confirmed in its window; the least `(key, rule, start)` wins.
+fn token_reference(data: &[u8]) -> Option<(Arc<str>, u64)> {
+    let t = &*super::TOKEN;
+    let mut best: Option<(u64, usize, u64)> = None;
+    for q in 0..data.len() {
+        for (id, kw) in t.keywords.iter().enumerate() {
+            if !data[q..].starts_with(kw) {
+                continue;
+            }
+            for &rule in &t.keyword_rules[id] {
+                let rule = usize::from(rule);
+                let max_len = t.rules[rule].max_len;
+                let key = (q + max_len + 1) as u64;
+                let ws = q.saturating_sub(max_len + 1);
+                let we = (q + max_len + 1).min(data.len());
+                if let Some(s) = t.confirm(rule, &data[ws..we], q - ws, q + kw.len() - ws) {
+                    let cand = (key, rule, (ws + s) as u64);
+                    if best.is_none_or(|b| cand < b) {
+                        best = Some(cand);
+                    }
+                }
+            }
+        }
+    }
+    best.map(|(_, rule, start)| (Arc::from(t.rules[rule].name), start))
+}
+
+/// Filler like the Markdown the fingerprint pass sees most: URLs, words
+/// that share pairs with keywords, keyword fragments.
+fn prose_piece() -> impl Strategy<Value = Piece> {
+    let words: Vec<&'static [u8]> = vec![
+        b"https://github.com/",
+        b"//docs.rs/",
+        b" help ",
+        b"support",
+        b"rust-lang",
+        b"key-",
+        b"1//",
+        b"gh",
+        b"ghu",
+        b"_",
+        b"-",
+        b"SK",
+        b"0-us",
+        b"Q~",
+        b"yJ",
+        b"AK",
+        b"IA",
+        b"xo",
+        b"xb-",
+        b"hf",
+        b"tn",
+        b"dapi",
+        b" ",
+        b"\n",
+        b"aws",
+        b"_secret",
+        b".svg",
+        b"c-v1.2",
+        b"v1.",
+        b"lp",
+        b"ap",
+        b"pp",
+    ];
+    prop_oneof![
+        6 => prop::collection::vec(prop::sample::select(words), 0..40)
+            .prop_map(|w| Piece::Filler(w.concat())),
+        1 => (0..RULES.len(), any::<u64>()).prop_map(|(r, s)| Piece::Token(r, s)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn token_scan_equals_a_keyword_search_at_every_byte(
+        pieces in prop::collection::vec(prop_oneof![piece(), prose_piece()], 0..16),
+        cuts in prop::collection::vec(0usize..300, 0..20),
+    ) {
+        let e = prop_engine();
+        let data = render(&pieces);
+        let want = token_reference(&data);
+        for set in [DetectorSet::of(&[Detector::TokenPatterns]), DetectorSet::OUTBOUND] {
+            let (out, hit) = stream(&e, set, &data, &cuts);
+            match hit {
+                Some(h) if h.detector == Detector::TokenPatterns => {
+                    prop_assert_eq!(Some((h.rule, h.offset)), want.clone());
+                    prop_assert!(out.len() as u64 <= h.offset);
+                }
+                // A known secret may win the outbound set; otherwise none.
+                Some(h) => prop_assert!(set == DetectorSet::OUTBOUND && h.detector == Detector::KnownSecrets),
+                None => {
+                    prop_assert_eq!(None, want.clone());
+                    prop_assert_eq!(&out, &data);
+                }
+            }
+        }
+    }
+}

@@ -202,6 +202,13 @@ impl TokenPatterns {
         }
     }
 
+    /// Whether some keyword begins with the bytes `a`, `b`: the first test
+    /// of [`keywords_at`](Self::keywords_at), on its own.
+    #[inline]
+    pub(crate) fn may_start(&self, a: u8, b: u8) -> bool {
+        self.pair_slot[usize::from(u16::from_le_bytes([a, b]))] != 0
+    }
+
     /// Calls `f(len, keyword id)` for each keyword `bytes` begins with and
     /// `wanted` accepts; `bytes` runs from a candidate position to at most
     /// `max_keyword` bytes later (fewer at the stream's end).
