@@ -1,6 +1,8 @@
-//! Criterion benches for the streaming DLP scanner: throughput per detector
-//! set on three corpora at three sizes, each beside the `memmem` floor, and
-//! the cost of rebuilding the engine when the registered secrets change.
+//! Criterion benches for the streaming DLP scanner: single-thread throughput
+//! per detector set on five corpora (source code, prose, JSON, the two
+//! mixed, random bytes) at three sizes, fed in 16 KiB chunks and, at 1 MiB,
+//! also whole, each beside the `memmem` floor; and the cost of rebuilding
+//! the engine when the registered secrets change.
 //!
 //! See `benches/README.md` for what each group measures and the figures.
 
@@ -15,7 +17,8 @@ use criterion::{
 };
 use memchr::memmem;
 
-/// The chunk size the proxy reads bodies in.
+/// The chunk size the proxy reads bodies in: hyper hands a bumped
+/// connection's body over one TLS record (at most 16 KiB) at a time.
 const CHUNK: usize = 16 * 1024;
 /// Registered secrets in the bench engine.
 const SECRETS: usize = 50;
@@ -27,12 +30,16 @@ const FLOOR_NEEDLE: &[u8] = b"bb-benches floor needle \x00\xff";
 
 /// The detector sets benched, by the name used in bench ids.
 ///
-/// `INBOUND` is exactly `naive_injection_detection`, so that single
-/// detector is not benched twice.
-fn detector_sets() -> [(&'static str, DetectorSet); 6] {
+/// `outbound` and `inbound` are what a route with default detectors runs on
+/// a request body and on a textual response body when secrets are
+/// registered (the proxy adds `known_secrets` to every response scan, so an
+/// injected credential never comes back); `injection` is
+/// `naive_injection_detection` alone.
+fn detector_sets() -> [(&'static str, DetectorSet); 7] {
     [
         ("outbound", DetectorSet::OUTBOUND),
-        ("inbound", DetectorSet::INBOUND),
+        ("inbound", DetectorSet::INBOUND.with(Detector::KnownSecrets)),
+        ("injection", DetectorSet::INBOUND),
         ("all", DetectorSet::ALL),
         (
             Detector::TokenPatterns.name(),
@@ -47,14 +54,43 @@ fn detector_sets() -> [(&'static str, DetectorSet); 6] {
     ]
 }
 
-/// Streams `data` through a fresh scanner in `CHUNK`-sized pieces, as the
+/// The sets benched below 1 MiB, where the per-body setup shows.
+const SMALL_SETS: [&str; 2] = ["outbound", "inbound"];
+
+/// How a body is fed: in `CHUNK`-sized pieces, as the proxy streams it, or
+/// in one piece, as `hold` (a buffered body) and the git gate scan it.
+#[derive(Clone, Copy)]
+enum Feed {
+    Chunked,
+    Whole,
+}
+
+impl Feed {
+    fn size(self, len: usize) -> usize {
+        match self {
+            Self::Chunked => CHUNK,
+            Self::Whole => len.max(1),
+        }
+    }
+
+    /// The bench id suffix: none for the proxy's chunking, so ids stay
+    /// comparable with earlier runs.
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Chunked => "",
+            Self::Whole => "@whole",
+        }
+    }
+}
+
+/// Streams `data` through a fresh scanner in pieces of `chunk` bytes, as the
 /// proxy does for one body, releasing into `out`.
-fn stream(engine: &Arc<DlpEngine>, set: DetectorSet, data: &[u8], out: &mut Vec<u8>) {
+fn stream(engine: &Arc<DlpEngine>, set: DetectorSet, data: &[u8], chunk: usize, out: &mut Vec<u8>) {
     out.clear();
     let mut scanner = engine.scanner(set);
-    for chunk in data.chunks(CHUNK) {
+    for piece in data.chunks(chunk) {
         scanner
-            .feed(chunk, out)
+            .feed(piece, out)
             .expect("corpora are checked hit-free at setup");
     }
     scanner
@@ -84,7 +120,7 @@ fn corpora(engine: &Arc<DlpEngine>) -> Vec<(Corpus, &'static str)> {
                 );
             }
             let mut out = Vec::with_capacity(size);
-            stream(engine, DetectorSet::ALL, &corpus.bytes, &mut out);
+            stream(engine, DetectorSet::ALL, &corpus.bytes, CHUNK, &mut out);
             assert!(
                 out == corpus.bytes,
                 "{}/{label}: streaming did not release every byte",
@@ -109,6 +145,7 @@ fn corpora(engine: &Arc<DlpEngine>) -> Vec<(Corpus, &'static str)> {
     all
 }
 
+/// One thread, one scanner at a time: every figure is throughput per core.
 fn bench_scan(c: &mut Criterion) {
     let engine = engine();
     let floor = memmem::Finder::new(FLOOR_NEEDLE);
@@ -117,22 +154,40 @@ fn bench_scan(c: &mut Criterion) {
         let mut group = c.benchmark_group(kind.name());
         for (corpus, label) in corpora.iter().filter(|(c, _)| c.kind == kind) {
             let data = corpus.bytes.as_slice();
+            let big = data.len() >= 1 << 20;
             group.throughput(Throughput::Bytes(data.len() as u64));
             // A 1 MiB scan takes milliseconds: linear sampling (1, 2, … 10
             // iterations per sample) would overrun the short window.
-            group.sampling_mode(if data.len() >= 1 << 20 {
+            group.sampling_mode(if big {
                 SamplingMode::Flat
             } else {
                 SamplingMode::Auto
             });
+            let feeds: &[Feed] = if big {
+                &[Feed::Chunked, Feed::Whole]
+            } else {
+                &[Feed::Chunked]
+            };
             for (name, set) in detector_sets() {
-                let mut out = Vec::with_capacity(data.len());
-                group.bench_with_input(BenchmarkId::new(name, label), data, |b, data| {
-                    b.iter(|| {
-                        stream(&engine, set, black_box(data), &mut out);
-                        black_box(out.len())
+                if !big && !SMALL_SETS.contains(&name) {
+                    continue;
+                }
+                for &feed in feeds {
+                    let mut out = Vec::with_capacity(data.len());
+                    let id = BenchmarkId::new(format!("{name}{}", feed.suffix()), label);
+                    group.bench_with_input(id, data, |b, data| {
+                        b.iter(|| {
+                            stream(
+                                &engine,
+                                set,
+                                black_box(data),
+                                feed.size(data.len()),
+                                &mut out,
+                            );
+                            black_box(out.len())
+                        });
                     });
-                });
+                }
             }
             group.bench_with_input(BenchmarkId::new("memmem_floor", label), data, |b, data| {
                 b.iter(|| floor.find_iter(black_box(data)).count());

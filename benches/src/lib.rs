@@ -1,5 +1,5 @@
 //! Deterministic inputs for the DLP benches and the side-by-side harness:
-//! the three corpora (source code, prose/JSON, random bytes) and a set of
+//! the corpora (source code, prose, JSON, the two mixed, random bytes) and a set of
 //! token-like registered secrets.
 //!
 //! Every input is a function of its arguments and, for the two corpora read
@@ -31,11 +31,21 @@ pub enum CorpusKind {
     ProseJson,
     /// Uniformly random bytes from a seeded generator.
     Random,
+    /// The Markdown documents of [`ProseJson`](Self::ProseJson) alone.
+    Prose,
+    /// The generated JSON documents of [`ProseJson`](Self::ProseJson) alone.
+    Json,
 }
 
 impl CorpusKind {
     /// Every kind, in the order the benches report them.
-    pub const ALL: [Self; 3] = [Self::SourceCode, Self::ProseJson, Self::Random];
+    pub const ALL: [Self; 5] = [
+        Self::SourceCode,
+        Self::ProseJson,
+        Self::Random,
+        Self::Prose,
+        Self::Json,
+    ];
 
     /// The name used in bench ids.
     #[must_use]
@@ -44,6 +54,8 @@ impl CorpusKind {
             Self::SourceCode => "source_code",
             Self::ProseJson => "prose_json",
             Self::Random => "random",
+            Self::Prose => "prose",
+            Self::Json => "json",
         }
     }
 }
@@ -104,6 +116,27 @@ impl Corpus {
                     }
                     Ok(b.flow())
                 })?;
+                b.finish()
+            }
+            CorpusKind::Prose => {
+                let root = registry_src()?;
+                let mut b = Builder::new(kind, size, &root);
+                for_each_file(&root, "md", &mut |path| {
+                    b.push_file(path)?;
+                    Ok(b.flow())
+                })?;
+                b.finish()
+            }
+            CorpusKind::Json => {
+                let mut b = Builder::new(kind, size, Path::new("<generated>"));
+                // The same generator and seed as the JSON half of `ProseJson`.
+                let mut rng = SplitMix64::new(0x6a73_6f6e_2d64_6f63);
+                let mut n = 0;
+                while b.flow().is_continue() {
+                    let doc = json_document(&mut rng, n);
+                    b.push(&format!("generated JSON document {n}"), &doc);
+                    n += 1;
+                }
                 b.finish()
             }
             CorpusKind::Random => {

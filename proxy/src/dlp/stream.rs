@@ -221,7 +221,7 @@ impl StreamScanner {
             });
         }
         if let Some(st) = self.inj.as_mut()
-            && let Some((key, id, start)) = self.engine.injection.scan(st, chunk, base)
+            && let Some((key, id, start)) = self.engine.injection.scan(st, &self.held, chunk, base)
         {
             consider(Ranked {
                 key,
@@ -345,27 +345,38 @@ impl StreamScanner {
         // The end of the last whole block in the chunk.
         let whole = i + (chunk.len() - i) / BLOCK as usize * BLOCK as usize;
         while i < whole {
-            i = match (self.token, self.known) {
+            let (word, found) = match (self.token, self.known) {
                 (true, true) => sweep::<true, true>(pairs, chunk, i),
                 (true, false) => sweep::<true, false>(pairs, chunk, i),
                 (false, true) => sweep::<false, true>(pairs, chunk, i),
-                (false, false) => whole,
+                (false, false) => (whole, None),
             };
-            // `i` is the first word with a hit, or the last whole word's end:
-            // find its blocks that hit, without a branch per block.
-            let blocks = ((whole - i) / BLOCK as usize).min(SWEEP / BLOCK as usize);
+            // `word` is the first word with a hit (whose entries the sweep
+            // hands back), or the last whole word's end: find the blocks
+            // that hit, without a branch per block.
             let mut entries = [(0u16, 0u16); SWEEP / BLOCK as usize];
             let mut hits = 0u32;
-            for (b, slot) in entries.iter_mut().enumerate().take(blocks) {
-                let at = i + b * BLOCK as usize;
-                let e0 = pairs[usize::from(u16::from_le_bytes([chunk[at], chunk[at + 1]]))];
-                let e2 = pairs[usize::from(u16::from_le_bytes([chunk[at + 2], chunk[at + 3]]))];
-                let hit = ((e0 | e2) & token_mask) | ((e0 << 4) & e2 & known_mask);
-                *slot = (e0, e2);
-                hits |= u32::from(hit != 0) << b;
-            }
-            let word = i;
-            i += blocks * BLOCK as usize;
+            let blocks = if let Some(e) = found {
+                for (b, slot) in entries.iter_mut().enumerate() {
+                    let (e0, e2) = (e[2 * b], e[2 * b + 1]);
+                    let hit = ((e0 | e2) & token_mask) | ((e0 << 4) & e2 & known_mask);
+                    *slot = (e0, e2);
+                    hits |= u32::from(hit != 0) << b;
+                }
+                SWEEP / BLOCK as usize
+            } else {
+                let blocks = ((whole - word) / BLOCK as usize).min(SWEEP / BLOCK as usize);
+                for (b, slot) in entries.iter_mut().enumerate().take(blocks) {
+                    let at = word + b * BLOCK as usize;
+                    let e0 = pairs[usize::from(u16::from_le_bytes([chunk[at], chunk[at + 1]]))];
+                    let e2 = pairs[usize::from(u16::from_le_bytes([chunk[at + 2], chunk[at + 3]]))];
+                    let hit = ((e0 | e2) & token_mask) | ((e0 << 4) & e2 & known_mask);
+                    *slot = (e0, e2);
+                    hits |= u32::from(hit != 0) << b;
+                }
+                blocks
+            };
+            i = word + blocks * BLOCK as usize;
             while hits != 0 {
                 let b = hits.trailing_zeros() as usize;
                 hits &= hits - 1;
@@ -407,7 +418,11 @@ impl StreamScanner {
                 while f != 0 {
                     let j = u64::from(f.trailing_zeros());
                     f &= f - 1;
-                    if p >= j {
+                    // Most flagged pairs in text are not a keyword's
+                    // anchor there: the keyword's first pair, one load,
+                    // rejects them before `check_keywords` (which would
+                    // find the same nothing).
+                    if p >= j && self.may_start(p - j, chunk, base) {
                         self.keyword_at(p - j, p, chunk, base, end);
                     }
                 }
@@ -429,6 +444,20 @@ impl StreamScanner {
             }
         }
         false
+    }
+
+    /// Whether a keyword can begin with the two bytes at stream offset `q`
+    /// (both fed already: the held tail, then `chunk` at `base`).
+    #[inline]
+    fn may_start(&self, q: u64, chunk: &[u8], base: u64) -> bool {
+        let at = |i: u64| {
+            if i < base {
+                self.held[self.held.len() - (base - i) as usize]
+            } else {
+                chunk[(i - base) as usize]
+            }
+        };
+        self.engine.token.may_start(at(q), at(q + 1))
     }
 
     /// A keyword whose even anchor is the pair at `p` may start at `q`:
@@ -547,14 +576,14 @@ const SWEEP: usize = 16;
 
 /// From block-aligned `i`, skips the 16-byte words of `chunk` in which no
 /// pair (at even offsets) flags a keyword and no block flags a known
-/// secret. Returns the start of the first word with a hit, or the first
-/// word that is not whole.
+/// secret. Returns the start of the first word with a hit and its eight
+/// pairs' map entries, or the first word that is not whole.
 #[inline]
 fn sweep<const TOKEN: bool, const KNOWN: bool>(
     pairs: &[u16; PAIRS],
     chunk: &[u8],
     mut i: usize,
-) -> usize {
+) -> (usize, Option<[u16; 8]>) {
     while let Some(word) = chunk.get(i..i + SWEEP) {
         // Two 8-byte loads; the pairs are their 16-bit lanes.
         let x = u64::from_le_bytes(word[..8].try_into().unwrap_or([0; 8]));
@@ -572,9 +601,9 @@ fn sweep<const TOKEN: bool, const KNOWN: bool>(
                 & 0xF000;
         }
         if any != 0 {
-            return i;
+            return (i, Some([e0, e2, e4, e6, e8, e10, e12, e14]));
         }
         i += SWEEP;
     }
-    i
+    (i, None)
 }

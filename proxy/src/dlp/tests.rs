@@ -512,3 +512,341 @@ fn known_secrets_are_found_at_every_phase_and_split() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The gated injection scan against the transducer over every byte
+// ---------------------------------------------------------------------------
+
+/// What the transducer over every byte reports for `data`: the hit the
+/// gated scan must report, as `(rule, offset)`.
+fn injection_reference(data: &[u8]) -> Option<(Arc<str>, u64)> {
+    let inj = &*super::INJECTION;
+    let mut st = inj.state();
+    inj.transduce(&mut st, data, 0)
+        .map(|(_, id, start)| (inj.rule(id), start))
+}
+
+fn injection_hit(hit: Option<Hit>) -> Option<(Arc<str>, u64)> {
+    hit.map(|h| {
+        assert_eq!(h.detector, Detector::NaiveInjectionDetection);
+        (h.rule, h.offset)
+    })
+}
+
+/// A small deterministic generator for the mutations below.
+fn mix(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Phrase `i` as an attacker or an accident might write it: spaces as runs
+/// of whitespace (sometimes too long, which breaks it), letters in either
+/// case; unless `ascii`, also Unicode whitespace, fullwidth letters and
+/// invisible characters between.
+fn disguised_phrase(i: usize, mut seed: u64, ascii: bool) -> Vec<u8> {
+    let phrases = super::injection::phrases();
+    let p = &phrases[i % phrases.len()];
+    let gaps = [
+        " ",
+        " ",
+        "  ",
+        "\n",
+        " \t ",
+        "\r\n",
+        "                ",
+        "                 ",
+        "\u{a0}",
+        "\u{2003}",
+        "\u{200b} ",
+    ];
+    let gaps = if ascii { &gaps[..8] } else { &gaps[..] };
+    let mut out = String::new();
+    for c in p.chars() {
+        let r = mix(&mut seed);
+        if c == ' ' {
+            out.push_str(gaps[(r % gaps.len() as u64) as usize]);
+            continue;
+        }
+        // In ASCII only the case changes.
+        let k = match r % 16 {
+            4..=6 if ascii => 7,
+            k => k,
+        };
+        match k {
+            0..=3 => out.extend(c.to_uppercase()),
+            4 if c.is_ascii_alphabetic() => {
+                out.push(char::from_u32(0xFF41 + u32::from(c as u8 - b'a')).unwrap_or(c));
+            }
+            5 => {
+                out.push('\u{200b}');
+                out.push(c);
+            }
+            6 => {
+                out.push(c);
+                out.push('\u{00ad}');
+            }
+            _ => out.push(c),
+        }
+    }
+    out.into_bytes()
+}
+
+fn injection_piece(ascii: bool) -> impl Strategy<Value = Vec<u8>> {
+    let mut words = vec![
+        "the ",
+        "Key ",
+        "system ",
+        "dan",
+        "ACCESS",
+        "hidden ",
+        "\u{e9}",
+        "\u{2014}",
+        "\u{2026}",
+        "\u{a0}",
+        "\u{200b}",
+        "\u{ff49}",
+        "\u{1f389}",
+        "\n\n",
+        "   ",
+        "\t",
+        "information ",
+        "tell me ",
+        "<|",
+        "ignore ",
+        "x",
+        "\u{ff29}GNORE ",
+        "all ",
+        "previous ",
+        "instructions",
+        ".env",
+        "\u{fb01}",
+        "\u{212a}ey",
+        "now ",
+        "your ",
+        "reveal ",
+        "to ",
+    ];
+    if ascii {
+        words.retain(|w| w.is_ascii());
+    }
+    let words = prop::sample::select(words).prop_map(|w| w.as_bytes().to_vec());
+    let noise = if ascii { 0..0x80u8 } else { 0..0xFFu8 };
+    prop_oneof![
+        8 => words,
+        3 => (0..4000usize, any::<u64>()).prop_map(move |(i, s)| disguised_phrase(i, s, ascii)),
+        1 => prop::collection::vec(noise, 0..8),
+        1 => (1..700usize).prop_map(|n| b"lorem ipsum dolor sit amet ".repeat(n / 27 + 1)[..n].to_vec()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Running the transducer only around anchors and non-ASCII characters
+    /// finds exactly what running it over every byte finds, however the
+    /// stream is cut.
+    #[test]
+    fn gated_injection_scan_equals_the_full_transducer(
+        pieces in prop::collection::vec(injection_piece(false), 0..40),
+        cuts in prop::collection::vec(0usize..5000, 0..12),
+    ) {
+        let e = plain();
+        let data = pieces.concat();
+        let want = injection_reference(&data);
+        prop_assert_eq!(&injection_hit(e.scan(DetectorSet::INBOUND, &data)), &want);
+        let (out, streamed) = stream(&e, DetectorSet::INBOUND, &data, &cuts);
+        prop_assert_eq!(&injection_hit(streamed), &want);
+        match want {
+            None => prop_assert_eq!(out, data),
+            Some((_, offset)) => prop_assert!(out.len() as u64 <= offset),
+        }
+    }
+
+    /// The same on ASCII text, where only the anchors open windows.
+    #[test]
+    fn gated_injection_scan_equals_the_full_transducer_on_ascii(
+        pieces in prop::collection::vec(injection_piece(true), 0..40),
+        cuts in prop::collection::vec(0usize..5000, 0..12),
+    ) {
+        let e = plain();
+        let data = pieces.concat();
+        let want = injection_reference(&data);
+        prop_assert_eq!(&injection_hit(e.scan(DetectorSet::INBOUND, &data)), &want);
+        let (_, streamed) = stream(&e, DetectorSet::INBOUND, &data, &cuts);
+        prop_assert_eq!(&injection_hit(streamed), &want);
+    }
+}
+
+#[test]
+fn every_phrase_holds_an_anchor_and_anchors_are_not_prefixes() {
+    use super::injection::ANCHORS;
+    for p in super::injection::phrases() {
+        assert!(p.is_ascii() && !p.contains('\0'), "{p:?}");
+        assert!(
+            ANCHORS.iter().any(|a| p.contains(a)),
+            "no anchor in phrase {p:?}"
+        );
+    }
+    for a in ANCHORS {
+        assert!(!a.contains(char::is_whitespace), "{a:?}");
+        assert_eq!(a.to_ascii_lowercase(), *a);
+        for b in ANCHORS {
+            assert!(a == b || !b.starts_with(a), "{a:?} is a prefix of {b:?}");
+        }
+    }
+}
+
+/// Disguised phrases at every offset against the anchor search's pieces
+/// and the chunking, split anywhere, after long phrase-free text.
+#[test]
+fn injection_phrases_are_found_at_every_split() {
+    let e = plain();
+    let set = DetectorSet::INBOUND;
+    for (n, i) in [0usize, 7, 400, 1200, 2000, 2500, 2610]
+        .into_iter()
+        .enumerate()
+    {
+        let phrase = disguised_phrase(i, n as u64, n % 2 == 0);
+        for lead in [0usize, 1, 15, 4090, 4100, 20_000] {
+            let text = [
+                b"lorem ipsum dolor key ".repeat(lead / 22 + 1)[..lead].to_vec(),
+                phrase.clone(),
+                b" tail".to_vec(),
+            ]
+            .concat();
+            let want = injection_reference(&text);
+            assert_eq!(injection_hit(e.scan(set, &text)), want, "{i} after {lead}");
+            let cuts: Vec<usize> = if lead < 100 {
+                (1..text.len()).collect()
+            } else {
+                (lead.saturating_sub(40)..text.len()).step_by(3).collect()
+            };
+            for cut in cuts {
+                let (out, streamed) = stream(&e, set, &text, &[cut]);
+                assert_eq!(
+                    injection_hit(streamed),
+                    want,
+                    "{i} after {lead} split at {cut}"
+                );
+                if let Some((_, offset)) = &want {
+                    assert!(out.len() as u64 <= *offset);
+                }
+            }
+            let (_, streamed) = stream(&e, set, &text, &vec![1; text.len()]);
+            assert_eq!(
+                injection_hit(streamed),
+                want,
+                "{i} after {lead} byte by byte"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The fingerprint pass against a keyword search at every byte
+// ---------------------------------------------------------------------------
+
+/// What `token_patterns` must report for `data` without the fingerprint
+/// pass: every occurrence of every keyword, at every offset, becomes a
+/// candidate, confirmed in its window; the least `(key, rule, start)` wins.
+fn token_reference(data: &[u8]) -> Option<(Arc<str>, u64)> {
+    let t = &*super::TOKEN;
+    let mut best: Option<(u64, usize, u64)> = None;
+    for q in 0..data.len() {
+        for (id, kw) in t.keywords.iter().enumerate() {
+            if !data[q..].starts_with(kw) {
+                continue;
+            }
+            for &rule in &t.keyword_rules[id] {
+                let rule = usize::from(rule);
+                let max_len = t.rules[rule].max_len;
+                let key = (q + max_len + 1) as u64;
+                let ws = q.saturating_sub(max_len + 1);
+                let we = (q + max_len + 1).min(data.len());
+                if let Some(s) = t.confirm(rule, &data[ws..we], q - ws, q + kw.len() - ws) {
+                    let cand = (key, rule, (ws + s) as u64);
+                    if best.is_none_or(|b| cand < b) {
+                        best = Some(cand);
+                    }
+                }
+            }
+        }
+    }
+    best.map(|(_, rule, start)| (Arc::from(t.rules[rule].name), start))
+}
+
+/// Filler like the Markdown the fingerprint pass sees most: URLs, words
+/// that share pairs with keywords, keyword fragments.
+fn prose_piece() -> impl Strategy<Value = Piece> {
+    let words: Vec<&'static [u8]> = vec![
+        b"https://github.com/",
+        b"//docs.rs/",
+        b" help ",
+        b"support",
+        b"rust-lang",
+        b"key-",
+        b"1//",
+        b"gh",
+        b"ghu",
+        b"_",
+        b"-",
+        b"SK",
+        b"0-us",
+        b"Q~",
+        b"yJ",
+        b"AK",
+        b"IA",
+        b"xo",
+        b"xb-",
+        b"hf",
+        b"tn",
+        b"dapi",
+        b" ",
+        b"\n",
+        b"aws",
+        b"_secret",
+        b".svg",
+        b"c-v1.2",
+        b"v1.",
+        b"lp",
+        b"ap",
+        b"pp",
+    ];
+    prop_oneof![
+        6 => prop::collection::vec(prop::sample::select(words), 0..40)
+            .prop_map(|w| Piece::Filler(w.concat())),
+        1 => (0..RULES.len(), any::<u64>()).prop_map(|(r, s)| Piece::Token(r, s)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn token_scan_equals_a_keyword_search_at_every_byte(
+        pieces in prop::collection::vec(prop_oneof![piece(), prose_piece()], 0..16),
+        cuts in prop::collection::vec(0usize..300, 0..20),
+    ) {
+        let e = prop_engine();
+        let data = render(&pieces);
+        let want = token_reference(&data);
+        for set in [DetectorSet::of(&[Detector::TokenPatterns]), DetectorSet::OUTBOUND] {
+            let (out, hit) = stream(&e, set, &data, &cuts);
+            match hit {
+                Some(h) if h.detector == Detector::TokenPatterns => {
+                    prop_assert_eq!(Some((h.rule, h.offset)), want.clone());
+                    prop_assert!(out.len() as u64 <= h.offset);
+                }
+                // A known secret may win the outbound set; otherwise none.
+                Some(h) => prop_assert!(set == DetectorSet::OUTBOUND && h.detector == Detector::KnownSecrets),
+                None => {
+                    prop_assert_eq!(None, want.clone());
+                    prop_assert_eq!(&out, &data);
+                }
+            }
+        }
+    }
+}

@@ -202,6 +202,13 @@ impl TokenPatterns {
         }
     }
 
+    /// Whether some keyword begins with the bytes `a`, `b`: the first test
+    /// of [`keywords_at`](Self::keywords_at), on its own.
+    #[inline]
+    pub(crate) fn may_start(&self, a: u8, b: u8) -> bool {
+        self.pair_slot[usize::from(u16::from_le_bytes([a, b]))] != 0
+    }
+
     /// Calls `f(len, keyword id)` for each keyword `bytes` begins with and
     /// `wanted` accepts; `bytes` runs from a candidate position to at most
     /// `max_keyword` bytes later (fewer at the stream's end).
@@ -285,7 +292,7 @@ fn head(bytes: &[u8]) -> (u64, u64) {
 
 /// `COMMON_PAIRS` as a cost by pair (little-endian): highest for the most
 /// frequent, 0 for a pair not in the list.
-fn common_pair_ranks() -> Vec<u16> {
+pub(crate) fn common_pair_ranks() -> Vec<u16> {
     let mut rank = vec![0u16; PAIRS];
     let pairs = COMMON_PAIRS.iter().flat_map(|s| s.chunks_exact(2));
     for (i, p) in pairs.enumerate() {
