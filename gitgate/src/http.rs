@@ -61,11 +61,7 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, cancel: CancellationT
                 let gate = Arc::clone(&gate);
                 async move { Ok::<_, Infallible>(handle(gate, req).await) }
             });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(CLIENT_IDLE);
-            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            let conn = http1_builder().serve_connection(TokioIo::new(tcp), service);
             tokio::select! {
                 r = conn => if let Err(e) = r {
                     tracing::debug!(%peer, error = %e, "http connection ended");
@@ -74,6 +70,18 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener, cancel: CancellationT
             }
         });
     }
+}
+
+/// The HTTP/1 settings of every agent connection. Public (hidden) so the
+/// `gitgate_http` fuzz target parses with exactly these.
+#[doc(hidden)]
+#[must_use]
+pub fn http1_builder() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(CLIENT_IDLE);
+    builder
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {
@@ -180,7 +188,8 @@ async fn handle(gate: Arc<Gate>, req: Request<Incoming>) -> Response<Body> {
 
 /// The body's declared framing: `Ok(Some(n))` for a Content-Length,
 /// `Ok(None)` for chunked, `Err` for a 400.
-fn framing<B>(req: &Request<B>) -> Result<Option<u64>, String> {
+#[doc(hidden)]
+pub fn framing<B>(req: &Request<B>) -> Result<Option<u64>, String> {
     let chunked = req
         .headers()
         .get_all(header::TRANSFER_ENCODING)
@@ -205,7 +214,7 @@ fn framing<B>(req: &Request<B>) -> Result<Option<u64>, String> {
 }
 
 /// Waits for the next body frame, at most [`CLIENT_IDLE`].
-async fn next_chunk(body: &mut Incoming) -> Result<Option<Bytes>, Response<Body>> {
+async fn next_chunk<B: ReqBody>(body: &mut B) -> Result<Option<Bytes>, Response<Body>> {
     loop {
         match tokio::time::timeout(CLIENT_IDLE, body.frame()).await {
             Err(_) => {
@@ -230,58 +239,20 @@ async fn next_chunk(body: &mut Incoming) -> Result<Option<Bytes>, Response<Body>
     }
 }
 
+/// A request body the gate reads: hyper's `Incoming` when serving, any
+/// body in the fuzz target and the property tests.
+#[doc(hidden)]
+pub trait ReqBody: hyper::body::Body<Data = Bytes, Error: std::fmt::Display> + Unpin {}
+impl<B: hyper::body::Body<Data = Bytes, Error: std::fmt::Display> + Unpin> ReqBody for B {}
+
 async fn upload_pack(
     gate: Arc<Gate>,
     up: Arc<crate::config::Upstream>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    if let Err(why) = framing(&req) {
-        return text(StatusCode::BAD_REQUEST, format!("git-gate: {why}\n"));
-    }
-    let gzip = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    let mut body = req.into_body();
-    let mut buf = BytesMut::new();
-    loop {
-        match next_chunk(&mut body).await {
-            Err(resp) => return resp,
-            Ok(None) => break,
-            Ok(Some(d)) => {
-                if buf.len() + d.len() > MAX_NEGOTIATION_BYTES {
-                    return text(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "git-gate: upload-pack request too large\n".into(),
-                    );
-                }
-                buf.extend_from_slice(&d);
-            }
-        }
-    }
-    let request = if gzip {
-        let mut out = Vec::new();
-        let limit = MAX_NEGOTIATION_BYTES as u64 + 1;
-        match flate2::read::GzDecoder::new(&buf[..])
-            .take(limit)
-            .read_to_end(&mut out)
-        {
-            Ok(n) if n as u64 >= limit => {
-                return text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "git-gate: upload-pack request too large\n".into(),
-                );
-            }
-            Ok(_) => out,
-            Err(e) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!("git-gate: bad gzip body: {e}\n"),
-                );
-            }
-        }
-    } else {
-        buf.to_vec()
+    let request = match read_negotiation(req, MAX_NEGOTIATION_BYTES).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let (tx, chan) = Channel::<Bytes, io::Error>::new(4);
     tokio::spawn(async move {
@@ -292,54 +263,66 @@ async fn upload_pack(
     git_response("application/x-git-upload-pack-result", chan.boxed())
 }
 
-// One linear pass over the request (framing, commands, spooling); split
-// up it would only thread the same five values through helpers.
-#[allow(clippy::too_many_lines)]
+/// Reads an upload-pack request (wants and haves), gunzipped when sent
+/// so: at most `limit` bytes before and after gunzip, else 413.
+#[doc(hidden)]
+pub async fn read_negotiation<B: ReqBody>(
+    req: Request<B>,
+    limit: usize,
+) -> Result<Vec<u8>, Response<Body>> {
+    if let Err(why) = framing(&req) {
+        return Err(text(StatusCode::BAD_REQUEST, format!("git-gate: {why}\n")));
+    }
+    let gzip = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let mut body = req.into_body();
+    let mut buf = BytesMut::new();
+    while let Some(d) = next_chunk(&mut body).await? {
+        if buf.len() + d.len() > limit {
+            return Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "git-gate: upload-pack request too large\n".into(),
+            ));
+        }
+        buf.extend_from_slice(&d);
+    }
+    if !gzip {
+        return Ok(buf.to_vec());
+    }
+    let mut out = Vec::new();
+    let cap = limit as u64 + 1;
+    match flate2::read::GzDecoder::new(&buf[..])
+        .take(cap)
+        .read_to_end(&mut out)
+    {
+        Ok(n) if n as u64 >= cap => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "git-gate: upload-pack request too large\n".into(),
+        )),
+        Ok(_) => Ok(out),
+        Err(e) => Err(text(
+            StatusCode::BAD_REQUEST,
+            format!("git-gate: bad gzip body: {e}\n"),
+        )),
+    }
+}
+
 async fn receive_pack(
     gate: Arc<Gate>,
     up: Arc<crate::config::Upstream>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let max = gate.config.max_pack_bytes;
-    match framing(&req) {
-        Err(why) => return text(StatusCode::BAD_REQUEST, format!("git-gate: {why}\n")),
-        Ok(Some(n)) if n > max + MAX_HEADER_BYTES as u64 => {
-            return too_large(max);
-        }
-        Ok(_) => {}
-    }
-    let mut body = req.into_body();
-    let mut head = BytesMut::new();
-    let (push, mut pending) = loop {
-        match PushRequest::parse(&head) {
-            Err(e) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!("git-gate: bad push request: {e}\n"),
-                );
-            }
-            Ok(Some(p)) => {
-                let pack_start = head.split_off(p.header_len);
-                break (p, pack_start);
-            }
-            Ok(None) => {}
-        }
-        if head.len() > MAX_HEADER_BYTES {
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "git-gate: push commands too large\n".into(),
-            );
-        }
-        match next_chunk(&mut body).await {
-            Err(resp) => return resp,
-            Ok(None) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "git-gate: the push request ended before its commands did\n".into(),
-                );
-            }
-            Ok(Some(d)) => head.extend_from_slice(&d),
-        }
+    let PushHead {
+        push,
+        header,
+        pending,
+        body,
+    } = match read_push_head(req, max, MAX_HEADER_BYTES).await {
+        Ok(h) => h,
+        Err(resp) => return resp,
     };
     if push.commands.is_empty() {
         // git's probe before a large chunked upload: a bare flush.
@@ -377,35 +360,11 @@ async fn receive_pack(
             );
         }
     };
-    let mut written = 0u64;
-    loop {
-        if !pending.is_empty() {
-            written += pending.len() as u64;
-            if written > max {
-                drop(file);
-                return drain_then_413(body, max).await;
-            }
-            if let Err(e) = file.write_all(&pending).await {
-                return text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("git-gate: spooling the pack: {e}\n"),
-                );
-            }
-        }
-        match next_chunk(&mut body).await {
-            Err(resp) => return resp,
-            Ok(None) => break,
-            Ok(Some(d)) => pending = BytesMut::from(&d[..]),
-        }
-    }
-    if let Err(e) = file.flush().await {
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("git-gate: spooling the pack: {e}\n"),
-        );
+    if let Err(resp) = spool_pack(body, pending, &mut file, max).await {
+        return resp;
     }
     drop(file);
-    let header = head.freeze();
+    let header = header.freeze();
     let (tx, chan) = Channel::<Bytes, io::Error>::new(4);
     tokio::spawn(async move {
         // The spool file lives until the push is answered.
@@ -416,10 +375,117 @@ async fn receive_pack(
     git_response("application/x-git-receive-pack-result", chan.boxed())
 }
 
+/// The front of a receive-pack request, read off its body.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct PushHead<B> {
+    /// The commands, capabilities and push options.
+    pub push: PushRequest,
+    /// Their bytes as they came (`push.header_len` of them).
+    pub header: BytesMut,
+    /// Pack bytes that arrived with the header's last frame.
+    pub pending: BytesMut,
+    /// The rest of the body: the pack.
+    pub body: B,
+}
+
+/// Checks the framing (400, or 413 for a length over `max_pack` plus
+/// `max_header`) and reads the commands and push options: 413 once more
+/// than `max_header` bytes came without them ending, 400 when they are
+/// malformed or the body ends first.
+#[doc(hidden)]
+pub async fn read_push_head<B: ReqBody>(
+    req: Request<B>,
+    max_pack: u64,
+    max_header: usize,
+) -> Result<PushHead<B>, Response<Body>> {
+    match framing(&req) {
+        Err(why) => return Err(text(StatusCode::BAD_REQUEST, format!("git-gate: {why}\n"))),
+        Ok(Some(n)) if n > max_pack.saturating_add(max_header as u64) => {
+            return Err(too_large(max_pack));
+        }
+        Ok(_) => {}
+    }
+    let mut body = req.into_body();
+    let mut head = BytesMut::new();
+    loop {
+        match PushRequest::parse(&head) {
+            Err(e) => {
+                return Err(text(
+                    StatusCode::BAD_REQUEST,
+                    format!("git-gate: bad push request: {e}\n"),
+                ));
+            }
+            Ok(Some(push)) => {
+                let pending = head.split_off(push.header_len);
+                return Ok(PushHead {
+                    push,
+                    header: head,
+                    pending,
+                    body,
+                });
+            }
+            Ok(None) => {}
+        }
+        if head.len() > max_header {
+            return Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "git-gate: push commands too large\n".into(),
+            ));
+        }
+        match next_chunk(&mut body).await? {
+            None => {
+                return Err(text(
+                    StatusCode::BAD_REQUEST,
+                    "git-gate: the push request ended before its commands did\n".into(),
+                ));
+            }
+            Some(d) => head.extend_from_slice(&d),
+        }
+    }
+}
+
+/// Writes `pending` and the rest of `body` to `out`, at most `max` bytes
+/// (413 past them, after draining); returns the bytes written.
+#[doc(hidden)]
+pub async fn spool_pack<B: ReqBody, W: tokio::io::AsyncWrite + Unpin>(
+    mut body: B,
+    mut pending: BytesMut,
+    out: &mut W,
+    max: u64,
+) -> Result<u64, Response<Body>> {
+    let mut written = 0u64;
+    loop {
+        if !pending.is_empty() {
+            written += pending.len() as u64;
+            if written > max {
+                return Err(drain_then_413(body, max).await);
+            }
+            if let Err(e) = out.write_all(&pending).await {
+                return Err(text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("git-gate: spooling the pack: {e}\n"),
+                ));
+            }
+        }
+        match next_chunk(&mut body).await? {
+            None => break,
+            Some(d) => pending = BytesMut::from(&d[..]),
+        }
+    }
+    if let Err(e) = out.flush().await {
+        return Err(text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("git-gate: spooling the pack: {e}\n"),
+        ));
+    }
+    Ok(written)
+}
+
 /// Reads and discards the rest of an over-cap body (up to a bound) before
 /// answering 413, so the client is reading when the answer comes rather
 /// than still writing into a closed connection.
-async fn drain_then_413(mut body: Incoming, max: u64) -> Response<Body> {
+async fn drain_then_413<B: ReqBody>(mut body: B, max: u64) -> Response<Body> {
     let mut drained = 0u64;
     let bound = max.saturating_mul(4).max(64 * 1024 * 1024);
     while drained < bound {
