@@ -543,4 +543,293 @@ mod tests {
         assert!(framing(&req(&[("content-length", "-1")])).is_err());
         assert!(framing(&req(&[("content-length", "ten")])).is_err());
     }
+
+    /// Properties of the framing through the real hyper server the gate
+    /// builds (`http1_builder`), on an in-memory duplex: the client writes
+    /// its whole request, closes its side, and reads every answer.
+    mod props {
+        use super::super::*;
+        use crate::pktline::{Command, ZERO_OID};
+        use proptest::prelude::*;
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        use tokio::io::AsyncReadExt as _;
+
+        const MAX_PACK: u64 = 1024;
+        const MAX_HEADER: usize = 4096;
+        const LIMIT: usize = 300;
+
+        /// What the service read from one request.
+        #[derive(Debug, Default, Clone)]
+        struct Got {
+            status: u16,
+            header: Vec<u8>,
+            spooled: Vec<u8>,
+            negotiation: Vec<u8>,
+        }
+
+        /// Serves `input` as the gate's receive-pack and upload-pack
+        /// readers do; returns what they read and the raw answer.
+        fn serve(input: Vec<u8>) -> (Vec<Got>, Vec<u8>) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let got = Rc::new(RefCell::new(Vec::new()));
+            let log = Rc::clone(&got);
+            let answer = rt.block_on(async move {
+                let (mut client, server) = tokio::io::duplex(4 << 20);
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let log = Rc::clone(&log);
+                    async move {
+                        let (resp, g) = dispatch(req).await;
+                        log.borrow_mut().push(g);
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                // The client closes its side once it has sent everything;
+                // half-close lets hyper answer it still (the gate's own
+                // setting drops a request whose client has gone).
+                let mut builder = http1_builder();
+                builder.half_close(true);
+                let server = async move {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(server), service)
+                        .await;
+                };
+                let client = async move {
+                    client.write_all(&input).await.unwrap();
+                    client.shutdown().await.unwrap();
+                    let mut out = Vec::new();
+                    client.read_to_end(&mut out).await.unwrap();
+                    out
+                };
+                tokio::join!(server, client).1
+            });
+            let got = got.borrow().clone();
+            (got, answer)
+        }
+
+        async fn dispatch(req: Request<Incoming>) -> (Response<Body>, Got) {
+            let mut got = Got::default();
+            let rest = route(req.uri().path()).map(|(_, r)| r.to_owned());
+            let resp = match rest.as_deref() {
+                Some("git-upload-pack") => match read_negotiation(req, LIMIT).await {
+                    Ok(n) => {
+                        got.negotiation = n;
+                        text(StatusCode::OK, String::new())
+                    }
+                    Err(resp) => resp,
+                },
+                _ => match read_push_head(req, MAX_PACK, MAX_HEADER).await {
+                    Ok(PushHead {
+                        header,
+                        pending,
+                        body,
+                        ..
+                    }) => {
+                        got.header = header.to_vec();
+                        let mut spool = Vec::new();
+                        let r = spool_pack(body, pending, &mut spool, MAX_PACK).await;
+                        assert!(spool.len() as u64 <= MAX_PACK, "spooled {}", spool.len());
+                        got.spooled = spool;
+                        match r {
+                            Ok(_) => text(StatusCode::OK, String::new()),
+                            Err(resp) => resp,
+                        }
+                    }
+                    Err(resp) => resp,
+                },
+            };
+            got.status = resp.status().as_u16();
+            (resp, got)
+        }
+
+        /// The final statuses in a raw answer: every status line (the
+        /// gate's bodies are plain text that never holds one), 1xx skipped.
+        fn statuses(out: &[u8]) -> Vec<u16> {
+            memchr::memmem::find_iter(out, b"HTTP/1.1 ")
+                .filter(|&i| i == 0 || out[i - 1] == b'\n')
+                .filter_map(|i| {
+                    std::str::from_utf8(out.get(i + 9..i + 12)?)
+                        .ok()?
+                        .parse()
+                        .ok()
+                })
+                .filter(|&code: &u16| code >= 200)
+                .collect()
+        }
+
+        fn chunked(body: &[u8], sizes: &[usize], ext: bool) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut rest = body;
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = sizes[i % sizes.len()].min(rest.len());
+                i += 1;
+                let (chunk, tail) = rest.split_at(n);
+                let ext = if ext { ";a=b" } else { "" };
+                out.extend_from_slice(format!("{n:x}{ext}\r\n").as_bytes());
+                out.extend_from_slice(chunk);
+                out.extend_from_slice(b"\r\n");
+                rest = tail;
+            }
+            out.extend_from_slice(b"0\r\n");
+            if ext {
+                out.extend_from_slice(b"X-T: 1\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+            out
+        }
+
+        fn push() -> impl Strategy<Value = PushRequest> {
+            let oid = prop_oneof![Just(ZERO_OID.to_owned()), "[0-9a-f]{40}"];
+            let command = (oid.clone(), oid, "refs/heads/[a-z0-9]{1,10}")
+                .prop_map(|(old, new, name)| Command { old, new, name });
+            (
+                proptest::collection::vec(command, 1..6),
+                proptest::collection::vec("[a-z]{1,8}", 0..4),
+                any::<bool>(),
+            )
+                .prop_map(|(commands, options, with_options)| PushRequest {
+                    commands,
+                    caps: if with_options {
+                        vec!["report-status".into(), "push-options".into()]
+                    } else {
+                        vec!["report-status".into()]
+                    },
+                    options: if with_options { options } else { Vec::new() },
+                    header_len: 0,
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// chunked encode → hyper → the gate's readers gives the push
+            /// and pack back; a pack over the cap is 413 and never spooled
+            /// past it.
+            #[test]
+            fn chunked_pushes_round_trip(
+                push in push(),
+                pack in proptest::collection::vec(any::<u8>(), 0..2000),
+                sizes in proptest::collection::vec(1usize..400, 1..8),
+                ext: bool,
+            ) {
+                let head = push.encode();
+                let mut body = head.clone();
+                body.extend_from_slice(&pack);
+                let mut wire = b"POST /app.git/git-receive-pack HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                wire.extend_from_slice(&chunked(&body, &sizes, ext));
+                let (got, answer) = serve(wire);
+                prop_assert_eq!(got.len(), 1);
+                let expected = if pack.len() as u64 <= MAX_PACK { 200 } else { 413 };
+                prop_assert_eq!(got[0].status, expected);
+                prop_assert_eq!(statuses(&answer), vec![expected]);
+                prop_assert_eq!(&got[0].header, &head);
+                if expected == 200 {
+                    prop_assert_eq!(&got[0].spooled, &pack);
+                }
+            }
+
+            /// SPEC §7: 400 on a missing, invalid or negative length, 413
+            /// over the cap, else the body is read exactly.
+            #[test]
+            fn content_length_rules(
+                length in proptest::option::of(prop_oneof![
+                    "[0-9]{1,6}",
+                    "-[0-9]{1,4}",
+                    "[+ a-f0-9-]{0,8}",
+                    Just("99999999999".to_owned()),
+                ]),
+                push in push(),
+            ) {
+                let head = push.encode();
+                let mut wire = b"POST /app.git/git-receive-pack HTTP/1.1\r\nHost: g\r\n".to_vec();
+                if let Some(l) = &length {
+                    wire.extend_from_slice(format!("Content-Length: {l}\r\n").as_bytes());
+                }
+                wire.extend_from_slice(b"\r\n");
+                wire.extend_from_slice(&head);
+                // httparse drops the spaces around a value; hyper takes
+                // only digits after that.
+                let n = length.as_deref().map(str::trim).and_then(|l| {
+                    (!l.is_empty() && l.bytes().all(|b| b.is_ascii_digit())).then(|| l.parse::<u64>().unwrap())
+                });
+                let expected = match n {
+                    None => 400,
+                    Some(n) if n > MAX_PACK + MAX_HEADER as u64 => 413,
+                    Some(n) if n == head.len() as u64 => 200,
+                    // Shorter: the commands are cut (400); longer: the
+                    // body ends early (400).
+                    Some(_) => 400,
+                };
+                let (_, answer) = serve(wire);
+                prop_assert_eq!(statuses(&answer).first().copied(), Some(expected));
+            }
+
+            /// An upload-pack request (gzipped or not) comes back byte for
+            /// byte, or 413 when it or its gunzipped form is over the limit.
+            #[test]
+            fn negotiation_is_bounded(
+                payload in proptest::collection::vec(any::<u8>(), 0..600),
+                gzip: bool,
+                sizes in proptest::collection::vec(1usize..200, 1..4),
+            ) {
+                let body = if gzip {
+                    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    std::io::Write::write_all(&mut enc, &payload).unwrap();
+                    enc.finish().unwrap()
+                } else {
+                    payload.clone()
+                };
+                let mut wire = b"POST /app.git/git-upload-pack HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n".to_vec();
+                if gzip {
+                    wire.extend_from_slice(b"Content-Encoding: gzip\r\n");
+                }
+                wire.extend_from_slice(b"\r\n");
+                wire.extend_from_slice(&chunked(&body, &sizes, false));
+                let (got, _) = serve(wire);
+                let expected = if body.len() > LIMIT || payload.len() > LIMIT { 413 } else { 200 };
+                prop_assert_eq!(got[0].status, expected);
+                if expected == 200 {
+                    prop_assert_eq!(&got[0].negotiation, &payload);
+                }
+            }
+
+            /// Whatever the bytes, nothing is spooled past the cap (checked
+            /// in `dispatch`) and every request is answered with a status
+            /// hyper or the gate chose on purpose.
+            #[test]
+            fn arbitrary_bytes_stay_bounded(
+                prefix in prop_oneof![
+                    Just(b"POST /a/git-receive-pack HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec()),
+                    Just(b"POST /a/git-receive-pack HTTP/1.1\r\nContent-Length: 1500\r\n\r\n".to_vec()),
+                    Just(Vec::new()),
+                ],
+                junk in proptest::collection::vec(any::<u8>(), 0..3000),
+            ) {
+                let mut wire = prefix;
+                wire.extend_from_slice(&junk);
+                let (got, _) = serve(wire);
+                for g in got {
+                    prop_assert!(matches!(g.status, 200 | 400 | 413), "{}", g.status);
+                    prop_assert!(g.header.len() <= MAX_HEADER + 3000);
+                }
+            }
+
+            /// `route` gives back the name and rest a URL was built from.
+            #[test]
+            fn routes_round_trip(name in "[^/]{0,12}", rest in "[ -~]{0,20}", suffix: bool) {
+                let path = if suffix { format!("/{name}.git/{rest}") } else { format!("/{name}/{rest}") };
+                let (n, r) = route(&path).unwrap();
+                prop_assert_eq!(r, rest.as_str());
+                if suffix {
+                    prop_assert_eq!(n, name.as_str());
+                } else {
+                    prop_assert_eq!(n, name.strip_suffix(".git").unwrap_or(&name));
+                }
+            }
+        }
+    }
 }
