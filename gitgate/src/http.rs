@@ -408,24 +408,40 @@ pub async fn read_push_head<B: ReqBody>(
     }
     let mut body = req.into_body();
     let mut head = BytesMut::new();
+    // Parsing again at every frame made a many-command push quadratic
+    // (40 000 commands in 8 KiB frames: 7.7 s against 19 ms for one
+    // parse), so the request is parsed only when a frame completes a
+    // pkt-line it could decide on (see `decisive`), at the header cap and
+    // at the end of the body. A malformed command line is then refused
+    // at its flush rather than at once, with the same 400 and message.
+    let mut walked = 0;
+    let mut ended = false;
     loop {
-        match PushRequest::parse(&head) {
-            Err(e) => {
-                return Err(text(
-                    StatusCode::BAD_REQUEST,
-                    format!("git-gate: bad push request: {e}\n"),
-                ));
+        if ended || head.len() > max_header || decisive(&head, &mut walked) {
+            match PushRequest::parse(&head) {
+                Err(e) => {
+                    return Err(text(
+                        StatusCode::BAD_REQUEST,
+                        format!("git-gate: bad push request: {e}\n"),
+                    ));
+                }
+                Ok(Some(push)) => {
+                    let pending = head.split_off(push.header_len);
+                    return Ok(PushHead {
+                        push,
+                        header: head,
+                        pending,
+                        body,
+                    });
+                }
+                Ok(None) => {}
             }
-            Ok(Some(push)) => {
-                let pending = head.split_off(push.header_len);
-                return Ok(PushHead {
-                    push,
-                    header: head,
-                    pending,
-                    body,
-                });
-            }
-            Ok(None) => {}
+        }
+        if ended {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                "git-gate: the push request ended before its commands did\n".into(),
+            ));
         }
         if head.len() > max_header {
             return Err(text(
@@ -434,13 +450,28 @@ pub async fn read_push_head<B: ReqBody>(
             ));
         }
         match next_chunk(&mut body).await? {
-            None => {
-                return Err(text(
-                    StatusCode::BAD_REQUEST,
-                    "git-gate: the push request ended before its commands did\n".into(),
-                ));
-            }
+            None => ended = true,
             Some(d) => head.extend_from_slice(&d),
+        }
+    }
+}
+
+/// Walks the complete pkt-lines of `head` from `*walked` on and says
+/// whether one of them could change what [`PushRequest::parse`] returns:
+/// a flush (the end of the commands or of the options), a delimiter or
+/// response-end (refused), or a malformed length. Data lines alone leave
+/// it incomplete or wrong, which the next decisive line or the end of the
+/// body still reports. Each byte is walked once.
+fn decisive(head: &[u8], walked: &mut usize) -> bool {
+    loop {
+        match crate::pktline::decode(&head[*walked..]) {
+            Ok(None) => return false,
+            Ok(Some((crate::pktline::Pkt::Data(_), used))) => *walked += used,
+            Ok(Some((_, used))) => {
+                *walked += used;
+                return true;
+            }
+            Err(_) => return true,
         }
     }
 }
