@@ -643,8 +643,8 @@ mod tests {
 
         async fn dispatch(req: Request<Incoming>) -> (Response<Body>, Got) {
             let mut got = Got::default();
-            let rest = route(req.uri().path()).map(|(_, r)| r.to_owned());
-            let resp = match rest.as_deref() {
+            let tail = route(req.uri().path()).map(|(_, r)| r.to_owned());
+            let resp = match tail.as_deref() {
                 Some("git-upload-pack") => match read_negotiation(req, LIMIT).await {
                     Ok(n) => {
                         got.negotiation = n;
@@ -788,12 +788,11 @@ mod tests {
                     (!l.is_empty() && l.bytes().all(|b| b.is_ascii_digit())).then(|| l.parse::<u64>().unwrap())
                 });
                 let expected = match n {
-                    None => 400,
                     Some(n) if n > MAX_PACK + MAX_HEADER as u64 => 413,
                     Some(n) if n == head.len() as u64 => 200,
-                    // Shorter: the commands are cut (400); longer: the
-                    // body ends early (400).
-                    Some(_) => 400,
+                    // Missing or invalid; shorter: the commands are cut;
+                    // longer: the body ends early.
+                    _ => 400,
                 };
                 let (_, answer) = serve(wire);
                 prop_assert_eq!(statuses(&answer).first().copied(), Some(expected));
