@@ -734,6 +734,34 @@ mod tests {
                 })
         }
 
+        /// The commands are parsed only at decisive pkt-lines (a flush,
+        /// the cap, the end of the body): a malformed command is still
+        /// refused with its own message, whether a flush follows or not.
+        #[test]
+        fn a_bad_command_is_refused_with_its_message() {
+            let mut head = Vec::new();
+            crate::pktline::encode(&mut head, format!("{ZERO_OID} x refs/heads/a\n").as_bytes());
+            for flush in [true, false] {
+                let mut body = head.clone();
+                if flush {
+                    crate::pktline::flush(&mut body);
+                }
+                let mut wire = format!(
+                    "POST /a.git/git-receive-pack HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                wire.extend_from_slice(&body);
+                let (got, answer) = serve(wire);
+                assert_eq!(got[0].status, 400);
+                let answer = String::from_utf8_lossy(&answer);
+                assert!(
+                    answer.contains("git-gate: bad push request: bad push command"),
+                    "{answer}"
+                );
+            }
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(64))]
 
