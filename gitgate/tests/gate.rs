@@ -233,6 +233,35 @@ fn secret_in_a_binary_blob_is_refused() {
 }
 
 #[test]
+fn secret_in_a_file_name_is_refused() {
+    // A token as a file name, and a known secret as a folder name: the
+    // blobs are clean, only the paths carry the secrets. The refusal
+    // names the commit and says "a file name", never the path itself.
+    for (path, rule) in [
+        (format!("notes/{}.txt", pat()), "token_patterns: github-pat-classic"),
+        (format!("{KNOWN}/readme.md"), "known_secrets: EGRESS_TOKEN_GITHUB"),
+    ] {
+        let name = unique("filename");
+        let bare = upstream(&name);
+        let before = rev(&bare, "main");
+        let g = gate(&[&name], "", &secrets());
+        let work = clone(&g, &name);
+        commit(&work, &[(path.as_str(), b"clean\n")], "a new file");
+        let head = rev(&work, "HEAD");
+        let (ok, err) = push(&work, &["origin", "main"]);
+        assert_refused(
+            ok,
+            &err,
+            &[
+                "remote: git-gate: push refused",
+                &format!("commit {} a file name: {rule}", &head[..12]),
+            ],
+        );
+        assert_eq!(rev(&bare, "main"), before, "the upstream moved");
+    }
+}
+
+#[test]
 fn wrong_host_key_is_refused_and_says_so() {
     let name = unique("hostkey");
     upstream(&name);
