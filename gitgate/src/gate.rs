@@ -135,7 +135,10 @@ impl Gate {
             let _ = tx.send_data(Bytes::from(refuse(req, &refusal))).await;
             return;
         }
-        if let Err(e) = forward(up, header, &pack, &mut tx).await {
+        let start = std::time::Instant::now();
+        let forwarded = forward(up, header, &pack, &mut tx).await;
+        tracing::info!(repo = %up.name, forward_ms = start.elapsed().as_millis(), "push forwarded");
+        if let Err(e) = forwarded {
             tracing::warn!(repo = %up.name, error = %e, "forwarding the push failed");
             let refusal = Refusal {
                 lines: vec![format!("git-gate: forwarding to the upstream failed: {e}")],
@@ -158,10 +161,12 @@ impl Gate {
         };
         let mirror = Mirror::open(&self.config.state_dir, &up.name)
             .map_err(|e| fail("open the mirror", &e))?;
+        let start = std::time::Instant::now();
         mirror
             .refresh(up)
             .await
             .map_err(|e| fail("update the mirror from the upstream", &e))?;
+        let refresh_time = start.elapsed();
         let engine = Arc::clone(&self.engine);
         let pack = pack.to_owned();
         let m = mirror.clone();
@@ -185,6 +190,7 @@ impl Gate {
             commits = report.commits,
             bytes = report.bytes,
             findings = report.findings.len(),
+            refresh_ms = refresh_time.as_millis(),
             index_ms = index_time.as_millis(),
             scan_ms = scan_time.as_millis(),
             "push scanned"
@@ -243,6 +249,7 @@ async fn forward(
     pack: &std::path::Path,
     tx: &mut http_body_util::channel::Sender<Bytes, io::Error>,
 ) -> Result<(), String> {
+    let start = std::time::Instant::now();
     let mut stream = ssh::open(up, Service::ReceivePack)
         .await
         .map_err(|e| e.to_string())?;
@@ -250,6 +257,7 @@ async fn forward(
     wire::read_to_flush(io)
         .await
         .map_err(|e| format!("upstream git-receive-pack: {e}"))?;
+    let connect = start.elapsed();
     io.write_all(header).await.map_err(|e| e.to_string())?;
     let mut file = tokio::fs::File::open(pack)
         .await
@@ -258,7 +266,15 @@ async fn forward(
         .await
         .map_err(|e| format!("sending the pack upstream: {e}"))?;
     io.flush().await.map_err(|e| e.to_string())?;
-    relay_to_end(io, tx).await
+    let sent = start.elapsed();
+    let relayed = relay_to_end(io, tx).await;
+    tracing::debug!(
+        connect_ms = connect.as_millis(),
+        send_ms = (sent - connect).as_millis(),
+        report_ms = (start.elapsed() - sent).as_millis(),
+        "forward steps"
+    );
+    relayed
 }
 
 /// Copies everything the upstream sends until it closes.
