@@ -29,6 +29,15 @@ pub struct Gate {
     locks: HashMap<String, tokio::sync::Mutex<()>>,
 }
 
+/// How a push passed its check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// Nothing was found.
+    Clean,
+    /// Findings on marked lines, approved by the operator.
+    AfterDecision,
+}
+
 /// What a refused push is told, and why.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -130,13 +139,43 @@ impl Gate {
         let _guard = lock.lock().await;
         let refs: Vec<String> = req.commands.iter().map(|c| c.name.clone()).collect();
         tracing::info!(repo = %up.name, refs = ?refs, "push received");
-        if let Err(refusal) = self.check_push(up, req, &pack).await {
-            tracing::warn!(repo = %up.name, reason = %refusal.reason, "push refused");
-            let _ = tx.send_data(Bytes::from(refuse(req, &refusal))).await;
-            return;
-        }
+        // The upstream's receive-pack is reached while the push is checked
+        // (the SSH handshake and its advertisement take a while); it is
+        // sent nothing until the check passes, and a flush (no commands)
+        // if it does not.
+        let early = {
+            let up = Arc::clone(up);
+            tokio::spawn(async move { open_receive_pack(&up).await })
+        };
+        let checked = self.check_push(up, req, &pack).await;
+        let stream = match checked {
+            Err(refusal) => {
+                tracing::warn!(repo = %up.name, reason = %refusal.reason, "push refused");
+                let _ = tx.send_data(Bytes::from(refuse(req, &refusal))).await;
+                tokio::spawn(async move {
+                    if let Ok(Ok(mut stream)) = early.await {
+                        let io = stream.io();
+                        let _ = io.write_all(b"0000").await;
+                        let _ = io.shutdown().await;
+                    }
+                });
+                return;
+            }
+            // After a wait for an operator, a connection made before it
+            // may have been dropped upstream: make a fresh one.
+            Ok(Checked::AfterDecision) => {
+                early.abort();
+                open_receive_pack(up).await
+            }
+            Ok(Checked::Clean) => early
+                .await
+                .unwrap_or_else(|e| Err(format!("connecting to the upstream: {e}"))),
+        };
         let start = std::time::Instant::now();
-        let forwarded = forward(up, header, &pack, &mut tx).await;
+        let forwarded = match stream {
+            Ok(stream) => forward(stream, header, &pack, &mut tx).await,
+            Err(e) => Err(e),
+        };
         tracing::info!(repo = %up.name, forward_ms = start.elapsed().as_millis(), "push forwarded");
         if let Err(e) = forwarded {
             tracing::warn!(repo = %up.name, error = %e, "forwarding the push failed");
@@ -154,7 +193,7 @@ impl Gate {
         up: &Arc<Upstream>,
         req: &PushRequest,
         pack: &std::path::Path,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Checked, Refusal> {
         let fail = |what: &str, e: &dyn std::fmt::Display| Refusal {
             lines: vec![format!("git-gate: {what}: {e}")],
             reason: format!("git-gate could not {what}"),
@@ -196,7 +235,7 @@ impl Gate {
             "push scanned"
         );
         if report.findings.is_empty() {
-            return Ok(());
+            return Ok(Checked::Clean);
         }
         let unmarked: Vec<&Finding> = report.findings.iter().filter(|f| !f.marked).collect();
         if !unmarked.is_empty() {
@@ -228,7 +267,7 @@ impl Gate {
                 if let Decision::Approved { reason } = &decision {
                     tracing::info!(repo = %up.name, reason = %reason, "gitleaks-allow approved");
                 }
-                Ok(())
+                Ok(Checked::AfterDecision)
             }
             Some(why) => {
                 let mut lines = vec![format!("git-gate: push refused: {why}")];
@@ -242,22 +281,27 @@ impl Gate {
     }
 }
 
+/// The upstream's `git-receive-pack`, past its advertisement (which the
+/// push does not need: the agent saw the one `advertise` relayed).
+async fn open_receive_pack(up: &Upstream) -> Result<ssh::ServiceStream, String> {
+    let mut stream = ssh::open(up, Service::ReceivePack)
+        .await
+        .map_err(|e| e.to_string())?;
+    wire::read_to_flush(stream.io())
+        .await
+        .map_err(|e| format!("upstream git-receive-pack: {e}"))?;
+    Ok(stream)
+}
+
 /// Sends the push to the upstream's receive-pack and relays its answer.
 async fn forward(
-    up: &Upstream,
+    mut stream: ssh::ServiceStream,
     header: &[u8],
     pack: &std::path::Path,
     tx: &mut http_body_util::channel::Sender<Bytes, io::Error>,
 ) -> Result<(), String> {
     let start = std::time::Instant::now();
-    let mut stream = ssh::open(up, Service::ReceivePack)
-        .await
-        .map_err(|e| e.to_string())?;
     let io = stream.io();
-    wire::read_to_flush(io)
-        .await
-        .map_err(|e| format!("upstream git-receive-pack: {e}"))?;
-    let connect = start.elapsed();
     io.write_all(header).await.map_err(|e| e.to_string())?;
     let mut file = tokio::fs::File::open(pack)
         .await
@@ -269,9 +313,8 @@ async fn forward(
     let sent = start.elapsed();
     let relayed = relay_to_end(io, tx).await;
     tracing::debug!(
-        connect_ms = connect.as_millis(),
-        send_ms = (sent - connect).as_millis(),
-        report_ms = (start.elapsed() - sent).as_millis(),
+        send_ms = sent.as_millis(),
+        report_ms = start.elapsed().saturating_sub(sent).as_millis(),
         "forward steps"
     );
     relayed
