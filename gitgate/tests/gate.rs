@@ -238,8 +238,14 @@ fn secret_in_a_file_name_is_refused() {
     // blobs are clean, only the paths carry the secrets. The refusal
     // names the commit and says "a file name", never the path itself.
     for (path, rule) in [
-        (format!("notes/{}.txt", pat()), "token_patterns: github-pat-classic"),
-        (format!("{KNOWN}/readme.md"), "known_secrets: EGRESS_TOKEN_GITHUB"),
+        (
+            format!("notes/{}.txt", pat()),
+            "token_patterns: github-pat-classic",
+        ),
+        (
+            format!("{KNOWN}/readme.md"),
+            "known_secrets: EGRESS_TOKEN_GITHUB",
+        ),
     ] {
         let name = unique("filename");
         let bare = upstream(&name);
@@ -301,7 +307,8 @@ fn memory_stays_bounded_for_a_large_push() {
     let g = gate(&[&name], "", &secrets());
     let work = clone(&g, &name);
     // 64 MiB of incompressible content in 8 files: the pack is spooled to
-    // disk and indexed from there, objects are read one at a time.
+    // disk and indexed from there, objects are decoded one at a time per
+    // core.
     let files: Vec<(String, Vec<u8>)> = (0..8)
         .map(|i| (format!("data/{i}.bin"), noise(8 << 20, 0x9e37_79b9 + i)))
         .collect();
@@ -335,8 +342,10 @@ fn memory_stays_bounded_for_a_large_push() {
         peak_anon >> 20,
         g.status_bytes("VmHWM") >> 20
     );
+    // Each core decodes one object at a time (here 8 MiB, whole): the
+    // bound is a few objects per core, not the pack.
     assert!(
-        peak_anon < 48 << 20,
+        peak_anon < 64 << 20,
         "peak anonymous RSS {} MiB",
         peak_anon >> 20
     );
