@@ -6,6 +6,12 @@
 //! default 64, and `BB_BENCH_PUSH_COMMITS`, default 1000). The history is
 //! made with `git fast-import`: source-like text files, each commit
 //! rewriting a few, so the pack has real deltas and every commit a diff.
+//!
+//! The gate's own log (on this harness's stdout) splits its part: the
+//! `push scanned` line has each step's wall and CPU time (`index_ms`,
+//! `index_cpu_ms`, `scan_ms`, `scan_cpu_ms`, `refresh_ms`; `bytes` over
+//! `scan_cpu_ms` is the per-core scan rate), `push forwarded` the time
+//! until the upstream's report.
 
 #![allow(
     clippy::unwrap_used,

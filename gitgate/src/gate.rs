@@ -29,6 +29,15 @@ pub struct Gate {
     locks: HashMap<String, tokio::sync::Mutex<()>>,
 }
 
+/// How a push passed its check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// Nothing was found.
+    Clean,
+    /// Findings on marked lines, approved by the operator.
+    AfterDecision,
+}
+
 /// What a refused push is told, and why.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -130,12 +139,45 @@ impl Gate {
         let _guard = lock.lock().await;
         let refs: Vec<String> = req.commands.iter().map(|c| c.name.clone()).collect();
         tracing::info!(repo = %up.name, refs = ?refs, "push received");
-        if let Err(refusal) = self.check_push(up, req, &pack).await {
-            tracing::warn!(repo = %up.name, reason = %refusal.reason, "push refused");
-            let _ = tx.send_data(Bytes::from(refuse(req, &refusal))).await;
-            return;
-        }
-        if let Err(e) = forward(up, header, &pack, &mut tx).await {
+        // The upstream's receive-pack is reached while the push is checked
+        // (the SSH handshake and its advertisement take a while); it is
+        // sent nothing until the check passes, and a flush (no commands)
+        // if it does not.
+        let early = {
+            let up = Arc::clone(up);
+            tokio::spawn(async move { open_receive_pack(&up).await })
+        };
+        let checked = self.check_push(up, req, &pack).await;
+        let stream = match checked {
+            Err(refusal) => {
+                tracing::warn!(repo = %up.name, reason = %refusal.reason, "push refused");
+                let _ = tx.send_data(Bytes::from(refuse(req, &refusal))).await;
+                tokio::spawn(async move {
+                    if let Ok(Ok(mut stream)) = early.await {
+                        let io = stream.io();
+                        let _ = io.write_all(b"0000").await;
+                        let _ = io.shutdown().await;
+                    }
+                });
+                return;
+            }
+            // After a wait for an operator, a connection made before it
+            // may have been dropped upstream: make a fresh one.
+            Ok(Checked::AfterDecision) => {
+                early.abort();
+                open_receive_pack(up).await
+            }
+            Ok(Checked::Clean) => early
+                .await
+                .unwrap_or_else(|e| Err(format!("connecting to the upstream: {e}"))),
+        };
+        let start = std::time::Instant::now();
+        let forwarded = match stream {
+            Ok(stream) => forward(stream, header, &pack, &mut tx).await,
+            Err(e) => Err(e),
+        };
+        tracing::info!(repo = %up.name, forward_ms = start.elapsed().as_millis(), "push forwarded");
+        if let Err(e) = forwarded {
             tracing::warn!(repo = %up.name, error = %e, "forwarding the push failed");
             let refusal = Refusal {
                 lines: vec![format!("git-gate: forwarding to the upstream failed: {e}")],
@@ -151,31 +193,33 @@ impl Gate {
         up: &Arc<Upstream>,
         req: &PushRequest,
         pack: &std::path::Path,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Checked, Refusal> {
         let fail = |what: &str, e: &dyn std::fmt::Display| Refusal {
             lines: vec![format!("git-gate: {what}: {e}")],
             reason: format!("git-gate could not {what}"),
         };
         let mirror = Mirror::open(&self.config.state_dir, &up.name)
             .map_err(|e| fail("open the mirror", &e))?;
+        let start = std::time::Instant::now();
         mirror
             .refresh(up)
             .await
             .map_err(|e| fail("update the mirror from the upstream", &e))?;
+        let refresh_time = start.elapsed();
         let engine = Arc::clone(&self.engine);
         let pack = pack.to_owned();
         let m = mirror.clone();
         let (report, index_time, scan_time) = tokio::task::spawn_blocking(move || {
-            let start = std::time::Instant::now();
+            let start = Timer::start();
             let index = m.index_pack(&pack).map_err(|e| e.to_string())?;
-            let index_time = start.elapsed();
+            let index_time = start.stop();
             let Some(index) = index else {
-                return Ok::<_, String>((scan::Report::default(), index_time, Duration::ZERO));
+                return Ok::<_, String>((scan::Report::default(), index_time, Timed::default()));
             };
             let odb = m.odb().map_err(|e| e.to_string())?;
-            let start = std::time::Instant::now();
+            let start = Timer::start();
             let report = scan::scan_pack(&odb, &index, &engine).map_err(|e| e.to_string())?;
-            Ok((report, index_time, start.elapsed()))
+            Ok((report, index_time, start.stop()))
         })
         .await
         .map_err(|e| fail("scan the push", &e))?
@@ -185,12 +229,15 @@ impl Gate {
             commits = report.commits,
             bytes = report.bytes,
             findings = report.findings.len(),
-            index_ms = index_time.as_millis(),
-            scan_ms = scan_time.as_millis(),
+            refresh_ms = refresh_time.as_millis(),
+            index_ms = index_time.wall.as_millis(),
+            index_cpu_ms = index_time.cpu.as_millis(),
+            scan_ms = scan_time.wall.as_millis(),
+            scan_cpu_ms = scan_time.cpu.as_millis(),
             "push scanned"
         );
         if report.findings.is_empty() {
-            return Ok(());
+            return Ok(Checked::Clean);
         }
         let unmarked: Vec<&Finding> = report.findings.iter().filter(|f| !f.marked).collect();
         if !unmarked.is_empty() {
@@ -222,7 +269,7 @@ impl Gate {
                 if let Decision::Approved { reason } = &decision {
                     tracing::info!(repo = %up.name, reason = %reason, "gitleaks-allow approved");
                 }
-                Ok(())
+                Ok(Checked::AfterDecision)
             }
             Some(why) => {
                 let mut lines = vec![format!("git-gate: push refused: {why}")];
@@ -236,20 +283,73 @@ impl Gate {
     }
 }
 
+/// The upstream's `git-receive-pack`, past its advertisement (which the
+/// push does not need: the agent saw the one `advertise` relayed).
+async fn open_receive_pack(up: &Upstream) -> Result<ssh::ServiceStream, String> {
+    let mut stream = ssh::open(up, Service::ReceivePack)
+        .await
+        .map_err(|e| e.to_string())?;
+    wire::read_to_flush(stream.io())
+        .await
+        .map_err(|e| format!("upstream git-receive-pack: {e}"))?;
+    Ok(stream)
+}
+
+/// Wall and CPU time of a step (CPU of the whole process, every thread:
+/// the step's own threads are nearly all of it), for the log.
+#[derive(Debug, Default, Clone, Copy)]
+struct Timed {
+    wall: Duration,
+    cpu: Duration,
+}
+
+struct Timer {
+    wall: std::time::Instant,
+    cpu: Duration,
+}
+
+impl Timer {
+    fn start() -> Self {
+        Self {
+            wall: std::time::Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+
+    fn stop(&self) -> Timed {
+        Timed {
+            wall: self.wall.elapsed(),
+            cpu: process_cpu().saturating_sub(self.cpu),
+        }
+    }
+}
+
+/// The process's user + system time (`/proc/self/stat`, in the kernel's
+/// 100 Hz ticks); zero where it cannot be read.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
 /// Sends the push to the upstream's receive-pack and relays its answer.
 async fn forward(
-    up: &Upstream,
+    mut stream: ssh::ServiceStream,
     header: &[u8],
     pack: &std::path::Path,
     tx: &mut http_body_util::channel::Sender<Bytes, io::Error>,
 ) -> Result<(), String> {
-    let mut stream = ssh::open(up, Service::ReceivePack)
-        .await
-        .map_err(|e| e.to_string())?;
+    let start = std::time::Instant::now();
     let io = stream.io();
-    wire::read_to_flush(io)
-        .await
-        .map_err(|e| format!("upstream git-receive-pack: {e}"))?;
     io.write_all(header).await.map_err(|e| e.to_string())?;
     let mut file = tokio::fs::File::open(pack)
         .await
@@ -258,7 +358,14 @@ async fn forward(
         .await
         .map_err(|e| format!("sending the pack upstream: {e}"))?;
     io.flush().await.map_err(|e| e.to_string())?;
-    relay_to_end(io, tx).await
+    let sent = start.elapsed();
+    let relayed = relay_to_end(io, tx).await;
+    tracing::debug!(
+        send_ms = sent.as_millis(),
+        report_ms = start.elapsed().saturating_sub(sent).as_millis(),
+        "forward steps"
+    );
+    relayed
 }
 
 /// Copies everything the upstream sends until it closes.

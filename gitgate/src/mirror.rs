@@ -137,7 +137,7 @@ impl Mirror {
             Some(odb),
             gix_hash::Kind::Sha1,
             gix_pack::bundle::write::Options {
-                thread_limit: Some(1),
+                thread_limit: Some(crate::scan::threads()),
                 // A small pack can inflate to a huge object (a zip bomb);
                 // decoding buffers stop here and the push is refused.
                 alloc_limit_bytes: Some(crate::scan::MAX_OBJECT_BYTES),
