@@ -21,7 +21,6 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::net::TcpListener;
 
 use support::{Proxy, Upstream, client_config, connect_tunnel};
 
@@ -91,40 +90,10 @@ type Answer = Response<http_body_util::combinators::BoxBody<Bytes, std::convert:
 /// the body, then nothing; every other path reads the request in full and
 /// answers `ok`.
 async fn http1_upstream() -> (Upstream, Log) {
-    let (acceptor, ca_pem) = support::upstream_tls();
-    let mut config = (**acceptor.config()).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let log: Log = Arc::default();
-    let log2 = Arc::clone(&log);
-    let served = acceptor.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let log = Arc::clone(&log2);
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let log = Arc::clone(&log);
-                    async move { Ok::<_, std::convert::Infallible>(answer(req, log).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    let up = Upstream {
-        port,
-        ca_pem,
-        seen: Arc::default(),
-        ws_seen: Arc::default(),
-        acceptor: served,
-    };
+    let seen = Arc::clone(&log);
+    let up =
+        support::serve_upstream(&[b"http/1.1"], move |req| answer(req, Arc::clone(&seen))).await;
     (up, log)
 }
 

@@ -20,7 +20,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use support::{INJECTION, Proxy, Upstream, connect_tunnel, get};
-use tokio::net::TcpListener;
 
 const TOKEN: &str = "upstream-real-token-4f9a8b7c6d5e";
 
@@ -266,37 +265,9 @@ impl http_body::Body for ChannelBody {
 
 /// Starts the misbehaving HTTPS upstream (h2 and HTTP/1.1) on 127.0.0.1.
 async fn start_upstream() -> (Upstream, Log) {
-    let (acceptor, ca_pem) = support::upstream_tls();
-    let served = acceptor.clone();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let log: Log = Arc::default();
-    let log2 = Arc::clone(&log);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let log = Arc::clone(&log2);
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(move |req| {
-                    let log = Arc::clone(&log);
-                    async move { Ok::<_, std::convert::Infallible>(answer(req, log).await) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    let up = Upstream {
-        port,
-        ca_pem,
-        seen: Arc::default(),
-        ws_seen: Arc::default(),
-        acceptor: served,
-    };
+    let seen = Arc::clone(&log);
+    let up = support::serve_upstream(&[], move |req| answer(req, Arc::clone(&seen))).await;
     (up, log)
 }
 

@@ -84,47 +84,65 @@ pub fn upstream_tls() -> (tokio_rustls::TlsAcceptor, String) {
     (acceptor, ca_cert.pem())
 }
 
-impl Upstream {
-    pub async fn start() -> Self {
-        let (acceptor, ca_pem) = upstream_tls();
-        let acceptor2 = acceptor.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let seen2 = Arc::clone(&seen);
-        let ws_seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let ws_seen2 = Arc::clone(&ws_seen);
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
+/// An HTTPS upstream behind a fresh test CA on 127.0.0.1 offering `alpn`
+/// (h2 and HTTP/1.1 when empty), answering every request with `answer`:
+/// for tests that need an upstream that misbehaves in their own way.
+pub async fn serve_upstream<F, Fut, B>(alpn: &[&[u8]], answer: F) -> Upstream
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut acceptor, ca_pem) = upstream_tls();
+    if !alpn.is_empty() {
+        let mut config = (**acceptor.config()).clone();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    }
+    let served = acceptor.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let acceptor = acceptor.clone();
-                let seen = Arc::clone(&seen2);
-                let ws_seen = Arc::clone(&ws_seen2);
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let seen = Arc::clone(&seen);
-                        let ws_seen = Arc::clone(&ws_seen);
-                        async move {
-                            Ok::<_, std::convert::Infallible>(answer(req, seen, ws_seen).await)
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                        .await;
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let reply = answer(req);
+                    async move { Ok::<_, std::convert::Infallible>(reply.await) }
                 });
-            }
-        });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    Upstream {
+        port,
+        ca_pem,
+        seen: Arc::default(),
+        ws_seen: Arc::default(),
+        acceptor: served,
+    }
+}
+
+impl Upstream {
+    pub async fn start() -> Self {
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let ws_seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let (seen2, ws_seen2) = (Arc::clone(&seen), Arc::clone(&ws_seen));
+        let up = serve_upstream(&[], move |req| {
+            answer(req, Arc::clone(&seen2), Arc::clone(&ws_seen2))
+        })
+        .await;
         Self {
-            port,
-            ca_pem,
             seen,
             ws_seen,
-            acceptor: acceptor2,
+            ..up
         }
     }
 
