@@ -100,7 +100,25 @@ where
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     }
-    let served = acceptor.clone();
+    let port = serve(acceptor.clone(), answer).await;
+    Upstream {
+        port,
+        ca_pem,
+        seen: Arc::default(),
+        ws_seen: Arc::default(),
+        acceptor,
+    }
+}
+
+/// Serves `answer` over TLS from `acceptor` on a fresh 127.0.0.1 port
+/// (upgrades included) until the test ends. Returns the port.
+pub async fn serve<F, Fut, B>(acceptor: tokio_rustls::TlsAcceptor, answer: F) -> u16
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -121,13 +139,7 @@ where
             });
         }
     });
-    Upstream {
-        port,
-        ca_pem,
-        seen: Arc::default(),
-        ws_seen: Arc::default(),
-        acceptor: served,
-    }
+    port
 }
 
 impl Upstream {
