@@ -26,7 +26,40 @@ pub struct Gate {
     /// The loaded gate.yaml.
     pub config: Config,
     engine: Arc<DlpEngine>,
-    locks: HashMap<String, tokio::sync::Mutex<()>>,
+    locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A push begun as soon as its commands are read: the repo's lock taken
+/// and the mirror refreshed from the upstream while the pack is still
+/// arriving (an SSH session and a fetch that would otherwise come after
+/// it). Dropped, it still finishes the refresh before freeing the lock.
+#[derive(Debug)]
+pub struct PushStart {
+    refresh: tokio::task::JoinHandle<(tokio::sync::OwnedMutexGuard<()>, Result<Duration, Refusal>)>,
+}
+
+impl PushStart {
+    /// The lock (none if the refresh task died) and how long the refresh
+    /// took, or why it failed.
+    async fn wait(
+        self,
+    ) -> (
+        Option<tokio::sync::OwnedMutexGuard<()>>,
+        Result<Duration, Refusal>,
+    ) {
+        match self.refresh.await {
+            Ok((guard, refreshed)) => (Some(guard), refreshed),
+            Err(e) => (None, Err(failed("update the mirror from the upstream", &e))),
+        }
+    }
+}
+
+/// A refusal for a step of the check that could not be done.
+fn failed(what: &str, e: &dyn std::fmt::Display) -> Refusal {
+    Refusal {
+        lines: vec![format!("git-gate: {what}: {e}")],
+        reason: format!("git-gate could not {what}"),
+    }
 }
 
 /// How a push passed its check.
@@ -54,7 +87,7 @@ impl Gate {
         let locks = config
             .repos
             .keys()
-            .map(|k| (k.clone(), tokio::sync::Mutex::new(())))
+            .map(|k| (k.clone(), Arc::new(tokio::sync::Mutex::new(()))))
             .collect();
         Self {
             config,
@@ -116,27 +149,51 @@ impl Gate {
         }
     }
 
-    /// Handles a received push: `header` is the commands (and push
-    /// options) as the agent sent them, `pack` the spooled pack (empty
-    /// for delete-only pushes). Writes the agent's answer into `tx`.
+    /// Begins a push to `up` whose commands have been read: see
+    /// [`PushStart`].
     ///
     /// # Panics
     ///
     /// Never: every configured repo has a lock (built in [`Gate::new`]).
+    #[must_use]
+    pub fn begin_push(&self, up: &Arc<Upstream>) -> PushStart {
+        let lock = Arc::clone(
+            self.locks
+                .get(&up.name)
+                .expect("a lock per configured repo"),
+        );
+        let up = Arc::clone(up);
+        let state_dir = self.config.state_dir.clone();
+        let refresh = tokio::spawn(async move {
+            let guard = lock.lock_owned().await;
+            let start = std::time::Instant::now();
+            let refreshed = match Mirror::open(&state_dir, &up.name) {
+                Err(e) => Err(failed("open the mirror", &e)),
+                Ok(mirror) => mirror
+                    .refresh(&up)
+                    .await
+                    .map(|_| start.elapsed())
+                    .map_err(|e| failed("update the mirror from the upstream", &e)),
+            };
+            (guard, refreshed)
+        });
+        PushStart { refresh }
+    }
+
+    /// Handles a received push: `header` is the commands (and push
+    /// options) as the agent sent them, `pack` the spooled pack (empty
+    /// for delete-only pushes), `start` what [`Gate::begin_push`] began.
+    /// Writes the agent's answer into `tx`.
     pub async fn receive_pack(
         self: &Arc<Self>,
         up: &Arc<Upstream>,
         req: &PushRequest,
         header: &[u8],
         pack: PathBuf,
+        start: PushStart,
         tx: http_body_util::channel::Sender<Bytes, io::Error>,
     ) {
         let mut tx = tx;
-        let lock = self
-            .locks
-            .get(&up.name)
-            .expect("a lock per configured repo");
-        let _guard = lock.lock().await;
         let refs: Vec<String> = req.commands.iter().map(|c| c.name.clone()).collect();
         tracing::info!(repo = %up.name, refs = ?refs, "push received");
         // The upstream's receive-pack is reached while the push is checked
@@ -147,7 +204,12 @@ impl Gate {
             let up = Arc::clone(up);
             tokio::spawn(async move { open_receive_pack(&up).await })
         };
-        let checked = self.check_push(up, req, &pack).await;
+        // The lock is held from here to the end of the push.
+        let (_guard, refreshed) = start.wait().await;
+        let checked = match refreshed {
+            Ok(refresh_time) => self.check_push(up, req, &pack, refresh_time).await,
+            Err(refusal) => Err(refusal),
+        };
         let stream = match checked {
             Err(refusal) => {
                 tracing::warn!(repo = %up.name, reason = %refusal.reason, "push refused");
@@ -187,25 +249,17 @@ impl Gate {
         }
     }
 
-    /// Mirror refresh, indexing, scanning and the `gitleaks:allow` wait.
+    /// Indexing, scanning and the `gitleaks:allow` wait (the mirror was
+    /// refreshed by the push's [`PushStart`], in `refresh_time`).
     async fn check_push(
         self: &Arc<Self>,
         up: &Arc<Upstream>,
         req: &PushRequest,
         pack: &std::path::Path,
+        refresh_time: Duration,
     ) -> Result<Checked, Refusal> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| Refusal {
-            lines: vec![format!("git-gate: {what}: {e}")],
-            reason: format!("git-gate could not {what}"),
-        };
         let mirror = Mirror::open(&self.config.state_dir, &up.name)
-            .map_err(|e| fail("open the mirror", &e))?;
-        let start = std::time::Instant::now();
-        mirror
-            .refresh(up)
-            .await
-            .map_err(|e| fail("update the mirror from the upstream", &e))?;
-        let refresh_time = start.elapsed();
+            .map_err(|e| failed("open the mirror", &e))?;
         let engine = Arc::clone(&self.engine);
         let pack = pack.to_owned();
         let m = mirror.clone();
@@ -222,8 +276,8 @@ impl Gate {
             Ok((report, index_time, start.stop()))
         })
         .await
-        .map_err(|e| fail("scan the push", &e))?
-        .map_err(|e| fail("scan the push", &e))?;
+        .map_err(|e| failed("scan the push", &e))?
+        .map_err(|e| failed("scan the push", &e))?;
         tracing::info!(
             repo = %up.name,
             commits = report.commits,
@@ -263,7 +317,7 @@ impl Gate {
         let (_, decision) =
             tokio::task::spawn_blocking(move || allow::ask(queue.as_deref(), &slug, text, timeout))
                 .await
-                .map_err(|e| fail("wait for the gitleaks-allow decision", &e))?;
+                .map_err(|e| failed("wait for the gitleaks-allow decision", &e))?;
         match decision.refusal() {
             None => {
                 if let Decision::Approved { reason } = &decision {

@@ -333,6 +333,8 @@ async fn receive_pack(
                 .boxed(),
         );
     }
+    // The mirror's refresh runs while the pack arrives.
+    let start = gate.begin_push(&up);
     let mirror = match Mirror::open(&gate.config.state_dir, &up.name) {
         Ok(m) => m,
         Err(e) => {
@@ -369,7 +371,7 @@ async fn receive_pack(
     tokio::spawn(async move {
         // The spool file lives until the push is answered.
         let spool = spool;
-        gate.receive_pack(&up, &push, &header, spool.path().to_owned(), tx)
+        gate.receive_pack(&up, &push, &header, spool.path().to_owned(), start, tx)
             .await;
     });
     git_response("application/x-git-receive-pack-result", chan.boxed())
