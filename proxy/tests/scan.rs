@@ -17,9 +17,8 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use support::{INJECTION, Proxy, Upstream, connect_tunnel, get};
+use rustls::pki_types::ServerName;
+use support::{INJECTION, Proxy, Upstream, client_config, connect_tunnel, get};
 
 const TOKEN: &str = "upstream-real-token-4f9a8b7c6d5e";
 
@@ -317,22 +316,12 @@ where
 {
     let (code, tcp, refusal) = connect_tunnel(proxy.addr, "localhost", port).await;
     assert_eq!(code, 200, "{refusal}");
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(proxy.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![if h2 {
+    let alpn = if h2 {
         b"h2".to_vec()
     } else {
         b"http/1.1".to_vec()
-    }];
+    };
+    let config = client_config(proxy, vec![alpn]);
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
@@ -688,17 +677,7 @@ async fn an_event_stream_is_relayed_as_it_arrives_and_still_scanned() {
     let (up, _log, proxy) = setup("").await;
     let (code, tcp, _) = connect_tunnel(proxy.addr, "localhost", up.port).await;
     assert_eq!(code, 200);
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(proxy.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = client_config(&proxy, vec![b"http/1.1".to_vec()]);
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
