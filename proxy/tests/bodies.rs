@@ -20,9 +20,8 @@ use http_body::Frame;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 
-use support::{Proxy, Upstream, client_config, connect_tunnel};
+use support::{Proxy, Upstream};
 
 const TOKEN: &str = "upstream-real-token-4f9a8b7c6d5e";
 
@@ -144,13 +143,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let exchange = async {
-        let (code, tcp, body) = connect_tunnel(proxy.addr, "localhost", port).await;
-        assert_eq!(code, 200, "CONNECT refused: {body}");
-        let config = client_config(proxy, vec![b"http/1.1".to_vec()]);
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
+        let tls = support::tls_tunnel(proxy, port, b"http/1.1").await;
         let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .unwrap();

@@ -20,14 +20,10 @@ use http::Request;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::client::TlsStream;
 
-use support::{
-    Proxy, Upstream, client_config, connect_tunnel, get, via_plain, via_tunnel, write_atomically,
-};
+use support::{Proxy, Upstream, get, tls_tunnel, via_plain, via_tunnel, write_atomically};
 
 const TOKEN: &str = "upstream-real-token-4f9a8b7c6d5e";
 
@@ -36,17 +32,6 @@ fn routes(port: u16) -> String {
         "log: 2\nroutes:\n  - host: localhost\n    allow_private: true\n    ports: [{port}]\n    \
          auth_scheme: Bearer\n    token_env: EGRESS_TOKEN_TEST\n"
     )
-}
-
-/// A CONNECT tunnel with TLS done (ALPN `alpn`), ready for requests.
-async fn tls_tunnel(proxy: &Proxy, port: u16, alpn: &[u8]) -> TlsStream<TcpStream> {
-    let (code, tcp, body) = connect_tunnel(proxy.addr, "localhost", port).await;
-    assert_eq!(code, 200, "CONNECT refused: {body}");
-    let config = client_config(proxy, vec![alpn.to_vec()]);
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .expect("TLS through the tunnel")
 }
 
 /// A TLS upstream behind the test CA that answers each request with

@@ -17,8 +17,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
-use support::{INJECTION, Proxy, Upstream, client_config, connect_tunnel, get};
+use support::{INJECTION, Proxy, Upstream, connect_tunnel, get};
 
 const TOKEN: &str = "upstream-real-token-4f9a8b7c6d5e";
 
@@ -314,18 +313,8 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (code, tcp, refusal) = connect_tunnel(proxy.addr, "localhost", port).await;
-    assert_eq!(code, 200, "{refusal}");
-    let alpn = if h2 {
-        b"h2".to_vec()
-    } else {
-        b"http/1.1".to_vec()
-    };
-    let config = client_config(proxy, vec![alpn]);
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let alpn: &[u8] = if h2 { b"h2" } else { b"http/1.1" };
+    let tls = support::tls_tunnel(proxy, port, alpn).await;
     let io = TokioIo::new(tls);
     let resp = if h2 {
         let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
@@ -675,13 +664,7 @@ async fn git_and_doh_are_recognised_after_normalisation() {
 #[tokio::test]
 async fn an_event_stream_is_relayed_as_it_arrives_and_still_scanned() {
     let (up, _log, proxy) = setup("").await;
-    let (code, tcp, _) = connect_tunnel(proxy.addr, "localhost", up.port).await;
-    assert_eq!(code, 200);
-    let config = client_config(&proxy, vec![b"http/1.1".to_vec()]);
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = support::tls_tunnel(&proxy, up.port, b"http/1.1").await;
     let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();

@@ -486,6 +486,22 @@ where
     }
 }
 
+/// A CONNECT tunnel to `localhost:port` with TLS done (ALPN `alpn`),
+/// ready for requests.
+pub async fn tls_tunnel(
+    proxy: &Proxy,
+    port: u16,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let (code, tcp, body) = connect_tunnel(proxy.addr, "localhost", port).await;
+    assert_eq!(code, 200, "CONNECT refused: {body}");
+    let config = client_config(proxy, vec![alpn.to_vec()]);
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS through the tunnel")
+}
+
 /// A TLS client trusting only the bottle CA, offering `alpn`.
 pub fn client_config(proxy: &Proxy, alpn: Vec<Vec<u8>>) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
@@ -592,13 +608,7 @@ pub async fn websocket(
     port: u16,
     path: &str,
 ) -> (StatusCode, Option<TokioIo<hyper::upgrade::Upgraded>>) {
-    let (code, tcp, _) = connect_tunnel(proxy.addr, "localhost", port).await;
-    assert_eq!(code, 200);
-    let config = client_config(proxy, vec![b"http/1.1".to_vec()]);
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = tls_tunnel(proxy, port, b"http/1.1").await;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
