@@ -78,6 +78,17 @@ fn declare_trailers(headers: &mut HeaderMap, known: Option<&HeaderMap>) -> bool 
     true
 }
 
+/// The length a streamed body declares: its `Content-Length`, unless the
+/// sender declared trailers (the body then goes chunked, see
+/// [`declare_trailers`]).
+fn streamed_len(headers: &mut HeaderMap, declared: Option<u64>) -> Option<u64> {
+    if declare_trailers(headers, None) {
+        None
+    } else {
+        declared
+    }
+}
+
 async fn hold<B>(mut body: B, mut scanner: StreamScanner, length: Option<u64>) -> Held<B>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
@@ -642,14 +653,9 @@ async fn pipeline(
             Held::Whole(bytes, trailers) => held_body(bytes, trailers, &mut headers),
             Held::Partial(partial) => {
                 let (cleared, scanner, rest) = *partial;
-                let len = if declare_trailers(&mut headers, None) {
-                    None
-                } else {
-                    content_length
-                };
                 ScannedBody::new(rest, scanner, Arc::clone(&slot))
                     .with_prefix(Bytes::from(cleared))
-                    .with_len(len)
+                    .with_len(streamed_len(&mut headers, content_length))
                     .boxed_unsync()
             }
             Held::Hit(hit) => {
@@ -1095,14 +1101,9 @@ async fn inbound(
         };
     // Large: stream the rest; a later hit cuts the body short.
     let slot: HitSlot = Arc::new(Mutex::new(None));
-    let len = if declare_trailers(&mut parts.headers, None) {
-        None
-    } else {
-        content_length
-    };
     let rest = ScannedBody::new(body, scanner, slot)
         .with_prefix(Bytes::from(cleared))
-        .with_len(len)
+        .with_len(streamed_len(&mut parts.headers, content_length))
         .boxed_unsync();
     Response::from_parts(parts, rest)
 }
