@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncWriteExt as _};
 
 use crate::allow::{self, Decision};
 use crate::config::{Config, Upstream};
-use crate::mirror::Mirror;
+use crate::follow::{self, Feed, Signal};
+use crate::mirror::{BasesAfterRefresh, Mirror};
 use crate::pktline::{self, Advertisement, PushRequest};
 use crate::scan::{self, Finding};
 use crate::ssh::{self, Service};
@@ -36,20 +37,49 @@ pub struct Gate {
 #[derive(Debug)]
 pub struct PushStart {
     refresh: tokio::task::JoinHandle<(tokio::sync::OwnedMutexGuard<()>, Result<Duration, Refusal>)>,
+    /// Raised when the refresh is over (done, failed or dead).
+    refreshed: Arc<Signal>,
+    /// The pack's indexing while it arrives, once the spool exists.
+    indexing: Option<Indexing>,
 }
 
+/// The blocking task indexing the arriving pack into the mirror.
+type Indexing = tokio::task::JoinHandle<Result<Option<PathBuf>, String>>;
+
 impl PushStart {
-    /// The lock (none if the refresh task died) and how long the refresh
-    /// took, or why it failed.
+    /// Starts indexing the pack spooled at `spool` into `mirror` while it
+    /// arrives; the returned [`Feed`] tells the indexer where the pack
+    /// ends (or, dropped, that it never will). Thin-pack bases are looked
+    /// up once the refresh is done.
+    pub fn index_while_arriving(&mut self, mirror: &Mirror, spool: &Path) -> io::Result<Feed> {
+        let (feed, follower) = follow::follow(spool)?;
+        let bases = BasesAfterRefresh::new(mirror.clone(), Arc::clone(&self.refreshed));
+        let mirror = mirror.clone();
+        self.indexing = Some(tokio::task::spawn_blocking(move || {
+            mirror
+                .index_stream(follower, bases)
+                .map_err(|e| e.to_string())
+        }));
+        Ok(feed)
+    }
+
+    /// The lock (none if the refresh task died), how long the refresh
+    /// took or why it failed, and the indexing begun while the pack
+    /// arrived.
     async fn wait(
         self,
     ) -> (
         Option<tokio::sync::OwnedMutexGuard<()>>,
         Result<Duration, Refusal>,
+        Option<Indexing>,
     ) {
         match self.refresh.await {
-            Ok((guard, refreshed)) => (Some(guard), refreshed),
-            Err(e) => (None, Err(failed("update the mirror from the upstream", &e))),
+            Ok((guard, refreshed)) => (Some(guard), refreshed, self.indexing),
+            Err(e) => (
+                None,
+                Err(failed("update the mirror from the upstream", &e)),
+                self.indexing,
+            ),
         }
     }
 }
@@ -164,6 +194,7 @@ impl Gate {
         );
         let up = Arc::clone(up);
         let state_dir = self.config.state_dir.clone();
+        let (refreshed, raiser) = Signal::new();
         let refresh = tokio::spawn(async move {
             let guard = lock.lock_owned().await;
             let start = std::time::Instant::now();
@@ -175,9 +206,14 @@ impl Gate {
                     .map(|_| start.elapsed())
                     .map_err(|e| failed("update the mirror from the upstream", &e)),
             };
+            raiser.raise();
             (guard, refreshed)
         });
-        PushStart { refresh }
+        PushStart {
+            refresh,
+            refreshed,
+            indexing: None,
+        }
     }
 
     /// Handles a received push: `header` is the commands (and push
@@ -205,9 +241,12 @@ impl Gate {
             tokio::spawn(async move { open_receive_pack(&up).await })
         };
         // The lock is held from here to the end of the push.
-        let (_guard, refreshed) = start.wait().await;
+        let (_guard, refreshed, indexing) = start.wait().await;
         let checked = match refreshed {
-            Ok(refresh_time) => self.check_push(up, req, &pack, refresh_time).await,
+            Ok(refresh_time) => {
+                self.check_push(up, req, &pack, indexing, refresh_time)
+                    .await
+            }
             Err(refusal) => Err(refusal),
         };
         let stream = match checked {
@@ -249,24 +288,33 @@ impl Gate {
         }
     }
 
-    /// Indexing, scanning and the `gitleaks:allow` wait (the mirror was
-    /// refreshed by the push's [`PushStart`], in `refresh_time`).
+    /// Indexing (the rest of it, when it began while the pack arrived),
+    /// scanning and the `gitleaks:allow` wait (the mirror was refreshed
+    /// by the push's [`PushStart`], in `refresh_time`).
     async fn check_push(
         self: &Arc<Self>,
         up: &Arc<Upstream>,
         req: &PushRequest,
-        pack: &std::path::Path,
+        pack: &Path,
+        indexing: Option<Indexing>,
         refresh_time: Duration,
     ) -> Result<Checked, Refusal> {
         let mirror = Mirror::open(&self.config.state_dir, &up.name)
             .map_err(|e| failed("open the mirror", &e))?;
         let engine = Arc::clone(&self.engine);
-        let pack = pack.to_owned();
+        let start = Timer::start();
+        let index = if let Some(task) = indexing {
+            task.await.map_err(|e| failed("index the push", &e))?
+        } else {
+            let (m, pack) = (mirror.clone(), pack.to_owned());
+            tokio::task::spawn_blocking(move || m.index_pack(&pack).map_err(|e| e.to_string()))
+                .await
+                .map_err(|e| failed("index the push", &e))?
+        }
+        .map_err(|e| failed("scan the push", &e))?;
+        let index_time = start.stop();
         let m = mirror.clone();
         let (report, index_time, scan_time) = tokio::task::spawn_blocking(move || {
-            let start = Timer::start();
-            let index = m.index_pack(&pack).map_err(|e| e.to_string())?;
-            let index_time = start.stop();
             let Some(index) = index else {
                 return Ok::<_, String>((scan::Report::default(), index_time, Timed::default()));
             };

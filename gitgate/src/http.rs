@@ -333,8 +333,9 @@ async fn receive_pack(
                 .boxed(),
         );
     }
-    // The mirror's refresh runs while the pack arrives.
-    let start = gate.begin_push(&up);
+    // The mirror's refresh runs while the pack arrives, and so does the
+    // first pass of its indexing (reading the spool as it grows).
+    let mut start = gate.begin_push(&up);
     let mirror = match Mirror::open(&gate.config.state_dir, &up.name) {
         Ok(m) => m,
         Err(e) => {
@@ -362,10 +363,22 @@ async fn receive_pack(
             );
         }
     };
-    if let Err(resp) = spool_pack(body, pending, &mut file, max).await {
-        return resp;
-    }
+    let feed = match start.index_while_arriving(&mirror, spool.path()) {
+        Ok(feed) => feed,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("git-gate: spool file: {e}\n"),
+            );
+        }
+    };
+    // An upload that fails here drops `feed`, which ends the indexing.
+    let len = match spool_pack(body, pending, &mut file, max).await {
+        Ok(len) => len,
+        Err(resp) => return resp,
+    };
     drop(file);
+    feed.finish(len);
     let header = header.freeze();
     let (tx, chan) = Channel::<Bytes, io::Error>::new(4);
     tokio::spawn(async move {

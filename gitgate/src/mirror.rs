@@ -9,9 +9,11 @@
 //! and the pack (side-band-64k) is spooled to disk and indexed with
 //! gitoxide's pack writer.
 
+use std::cell::OnceCell;
 use std::fs;
-use std::io::{self, BufReader, Read as _};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use gix_hash::ObjectId;
@@ -19,6 +21,7 @@ use gix_object::Exists as _;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::config::Upstream;
+use crate::follow::Signal;
 use crate::pktline::{self, Advertisement};
 use crate::ssh::{self, Service};
 use crate::wire::{self, Frame};
@@ -49,6 +52,56 @@ pub enum MirrorError {
 /// Memory for decoded delta bases while reading objects (part of the
 /// gate's bounded footprint).
 const PACK_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Thin-pack bases looked up in the mirror once its refresh from the
+/// upstream is done: a push's pack is indexed while it arrives, which can
+/// be before the refresh has fetched the bases it deltas against. The
+/// first lookup waits for `refreshed`, then opens the object database.
+pub struct BasesAfterRefresh {
+    mirror: Mirror,
+    refreshed: Arc<Signal>,
+    odb: OnceCell<Option<gix_odb::Handle>>,
+}
+
+impl std::fmt::Debug for BasesAfterRefresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasesAfterRefresh")
+            .field("mirror", &self.mirror)
+            .field("refreshed", &self.refreshed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BasesAfterRefresh {
+    /// Bases from `mirror` once `refreshed` is raised.
+    #[must_use]
+    pub fn new(mirror: Mirror, refreshed: Arc<Signal>) -> Self {
+        Self {
+            mirror,
+            refreshed,
+            odb: OnceCell::new(),
+        }
+    }
+}
+
+impl gix_object::Find for BasesAfterRefresh {
+    fn try_find<'a>(
+        &self,
+        id: &gix_hash::oid,
+        buffer: &'a mut Vec<u8>,
+    ) -> gix_error::Result<Option<gix_object::Data<'a>>> {
+        let odb = self.odb.get_or_init(|| {
+            self.refreshed.wait();
+            // A mirror that cannot be opened leaves the base missing: the
+            // index fails, and the push is refused for the refresh anyway.
+            self.mirror.odb().ok()
+        });
+        match odb {
+            Some(odb) => odb.try_find(id, buffer),
+            None => Ok(None),
+        }
+    }
+}
 
 /// A bare mirror on disk.
 #[derive(Debug, Clone)]
@@ -110,9 +163,22 @@ impl Mirror {
     /// bases from the mirror's objects. Returns the new index's path, or
     /// `None` for an empty pack. Blocking: run it off the async workers.
     pub fn index_pack(&self, pack_file: &Path) -> Result<Option<PathBuf>, MirrorError> {
-        let mut file = fs::File::open(pack_file).map_err(io_err(pack_file))?;
+        let file = fs::File::open(pack_file).map_err(io_err(pack_file))?;
+        self.index_stream(file, self.odb()?)
+    }
+
+    /// Indexes the pack read from `pack` (a [`crate::follow::Follower`]
+    /// while a push still arrives), resolving thin-pack bases through
+    /// `bases`. Entries are decoded as they are read; the deltas are
+    /// resolved once the pack has ended. Blocking.
+    pub fn index_stream(
+        &self,
+        mut pack: impl Read,
+        bases: impl gix_object::Find,
+    ) -> Result<Option<PathBuf>, MirrorError> {
+        let read_err = |e: io::Error| MirrorError::Index(format!("reading the pack: {e}"));
         let mut header = [0u8; 12];
-        let got = read_up_to(&mut file, &mut header).map_err(io_err(pack_file))?;
+        let got = read_up_to(&mut pack, &mut header).map_err(read_err)?;
         if got == 0 {
             return Ok(None);
         }
@@ -124,9 +190,7 @@ impl Mirror {
         if header[8..12] == [0, 0, 0, 0] {
             return Ok(None);
         }
-        let file = fs::File::open(pack_file).map_err(io_err(pack_file))?;
-        let mut reader = BufReader::with_capacity(64 * 1024, file);
-        let odb = self.odb()?;
+        let mut reader = BufReader::with_capacity(64 * 1024, io::Cursor::new(header).chain(pack));
         let pack_dir = self.dir.join("objects").join("pack");
         let interrupt = AtomicBool::new(false);
         let outcome = gix_pack::Bundle::write_to_directory(
@@ -134,7 +198,7 @@ impl Mirror {
             Some(&pack_dir),
             &mut gix_utils::progress::Discard,
             &interrupt,
-            Some(odb),
+            Some(bases),
             gix_hash::Kind::Sha1,
             gix_pack::bundle::write::Options {
                 thread_limit: Some(crate::scan::threads()),
@@ -276,7 +340,7 @@ async fn receive_fetch_pack(
     Ok(())
 }
 
-fn read_up_to(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
+fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         let n = file.read(&mut buf[got..])?;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
@@ -118,6 +118,57 @@ fn clean_push_lands_and_ref_updates_are_forwarded() {
     let (ok, err) = push(&work, &["origin", "--delete", "topic"]);
     assert!(ok, "{err}");
     assert_eq!(rev(&bare, "refs/heads/topic"), "");
+}
+
+/// Source-like lines, numbered so each is distinct.
+fn numbered_lines(n: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for i in 0..n {
+        let _ = writeln!(out, "    let value_{i} = parse(buffer, offset + {i})?;");
+    }
+    out
+}
+
+/// An upstream whose main holds `big.rs` (committed straight to the bare
+/// repo, so the gate's mirror has never seen it), cloned through the
+/// gate, with one line of it replaced by `line`: git pushes that as a
+/// thin pack, the new blob a delta against the upstream's. The gate
+/// indexes the pack while it arrives; the base resolves only once the
+/// mirror's refresh has fetched it.
+fn thin_push(line: &str) -> (PathBuf, String, bool, String) {
+    let name = unique("thin");
+    let bare = upstream(&name);
+    let seed = sshd().dir.path().join("seed").join(&name);
+    std::fs::write(seed.join("big.rs"), numbered_lines(4000)).unwrap();
+    git_ok(&seed, &["add", "."]);
+    git_ok(&seed, &["commit", "-qm", "big file"]);
+    git_ok(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let g = gate(&[&name], "", &secrets());
+    let work = clone(&g, &name);
+    let edited = numbered_lines(4000).replacen(
+        "    let value_2500 = parse(buffer, offset + 2500)?;\n",
+        &format!("{line}\n"),
+        1,
+    );
+    commit(&work, &[("big.rs", edited.as_bytes())], "edit one line");
+    let (ok, err) = push(&work, &["origin", "main"]);
+    let head = rev(&work, "HEAD");
+    (bare, head, ok, err)
+}
+
+#[test]
+fn a_thin_pack_against_objects_only_the_upstream_had_lands_and_is_scanned() {
+    let (bare, head, ok, err) = thin_push("    let value = parse(buffer, 2500)?; // clean");
+    assert!(ok, "{err}");
+    assert_eq!(rev(&bare, "main"), head);
+    let (bare, head, ok, err) = thin_push(&format!("    const T: &str = \"{}\";", pat()));
+    assert_refused(
+        ok,
+        &err,
+        &["big.rs line 2501", "token_patterns: github-pat-classic"],
+    );
+    assert_ne!(rev(&bare, "main"), head, "the upstream moved");
 }
 
 fn make_executable(path: &Path) {
