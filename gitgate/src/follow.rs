@@ -260,6 +260,52 @@ mod tests {
         }
     }
 
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+
+            /// Whatever the pieces and the pauses between them, the
+            /// follower reads exactly the bytes written, in order, and
+            /// ends where the writer said.
+            #[test]
+            fn the_follower_reads_exactly_what_was_written(
+                pieces in proptest::collection::vec(
+                    (proptest::collection::vec(any::<u8>(), 0..5000), 0u64..3),
+                    0..24,
+                ),
+                stop_early in any::<bool>(),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("spool");
+                let mut w = fs::File::create(&path).unwrap();
+                let (feed, mut r) = follow(&path).unwrap();
+                let reader = std::thread::spawn(move || {
+                    let mut all = Vec::new();
+                    r.read_to_end(&mut all).map(|_| all)
+                });
+                let mut sent = Vec::new();
+                for (piece, pause) in &pieces {
+                    w.write_all(piece).unwrap();
+                    sent.extend_from_slice(piece);
+                    std::thread::sleep(Duration::from_millis(*pause));
+                }
+                w.flush().unwrap();
+                if stop_early {
+                    drop(feed);
+                    let got = reader.join().unwrap();
+                    prop_assert!(got.is_err());
+                } else {
+                    feed.finish(sent.len() as u64);
+                    prop_assert_eq!(reader.join().unwrap().unwrap(), sent);
+                }
+            }
+        }
+    }
+
     #[test]
     fn bytes_past_the_declared_end_are_not_read() {
         let dir = tempfile::tempdir().unwrap();
