@@ -194,16 +194,24 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn reads_what_arrives_and_ends_where_the_writer_says() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spool");
-        let mut w = fs::File::create(&path).unwrap();
+    type Reading = std::thread::JoinHandle<io::Result<Vec<u8>>>;
+
+    /// A spool file in `dir`, its feed, and a thread reading it to the end.
+    fn spool_with_reader(dir: &Path) -> (fs::File, Feed, Reading) {
+        let path = dir.join("spool");
+        let w = fs::File::create(&path).unwrap();
         let (feed, mut r) = follow(&path).unwrap();
         let reader = std::thread::spawn(move || {
             let mut all = Vec::new();
             r.read_to_end(&mut all).map(|_| all)
         });
+        (w, feed, reader)
+    }
+
+    #[test]
+    fn reads_what_arrives_and_ends_where_the_writer_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, feed, reader) = spool_with_reader(dir.path());
         let mut sent = Vec::new();
         for i in 0..50u8 {
             let chunk = vec![i; 1000 + usize::from(i)];
@@ -219,29 +227,28 @@ mod tests {
     #[test]
     fn an_upload_that_never_finishes_is_an_error_not_a_hang() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spool");
-        let mut w = fs::File::create(&path).unwrap();
+        let (mut w, feed, reader) = spool_with_reader(dir.path());
         w.write_all(b"PACK").unwrap();
-        let (feed, mut r) = follow(&path).unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut all = Vec::new();
-            r.read_to_end(&mut all)
-        });
         std::thread::sleep(Duration::from_millis(20));
         drop(feed);
         let err = reader.join().unwrap().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 
-    #[test]
-    fn a_spool_shorter_than_declared_is_an_error() {
+    /// Reads a spool holding `content` whose upload was declared `len`.
+    fn read_finished(content: &[u8], len: u64) -> io::Result<Vec<u8>> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool");
-        fs::write(&path, b"PACK0000").unwrap();
+        fs::write(&path, content).unwrap();
         let (feed, mut r) = follow(&path).unwrap();
-        feed.finish(100);
+        feed.finish(len);
         let mut all = Vec::new();
-        let err = r.read_to_end(&mut all).unwrap_err();
+        r.read_to_end(&mut all).map(|_| all)
+    }
+
+    #[test]
+    fn a_spool_shorter_than_declared_is_an_error() {
+        let err = read_finished(b"PACK0000", 100).unwrap_err();
         assert!(err.to_string().contains("ends at 8 of 100"), "{err}");
     }
 
@@ -280,13 +287,7 @@ mod tests {
                 stop_early in any::<bool>(),
             ) {
                 let dir = tempfile::tempdir().unwrap();
-                let path = dir.path().join("spool");
-                let mut w = fs::File::create(&path).unwrap();
-                let (feed, mut r) = follow(&path).unwrap();
-                let reader = std::thread::spawn(move || {
-                    let mut all = Vec::new();
-                    r.read_to_end(&mut all).map(|_| all)
-                });
+                let (mut w, feed, reader) = spool_with_reader(dir.path());
                 let mut sent = Vec::new();
                 for (piece, pause) in &pieces {
                     w.write_all(piece).unwrap();
@@ -308,13 +309,6 @@ mod tests {
 
     #[test]
     fn bytes_past_the_declared_end_are_not_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spool");
-        fs::write(&path, b"0123456789").unwrap();
-        let (feed, mut r) = follow(&path).unwrap();
-        feed.finish(4);
-        let mut all = Vec::new();
-        r.read_to_end(&mut all).unwrap();
-        assert_eq!(all, b"0123");
+        assert_eq!(read_finished(b"0123456789", 4).unwrap(), b"0123");
     }
 }
