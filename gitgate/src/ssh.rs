@@ -1,12 +1,14 @@
 //! The SSH leg to the upstream: a `russh` client that pins the host key,
-//! authenticates with the bottle's key and runs one git service command.
+//! authenticates with the bottle's key and runs one git service command
+//! per channel, on a session kept per repo.
 //!
 //! Host-key checking is strict: the key the server offers must equal the
 //! one in `gate.yaml`, or the connection is dropped before authentication
 //! and the error says which key was expected and which was offered (as
 //! SHA-256 fingerprints, which are public).
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use russh::client;
@@ -121,10 +123,10 @@ impl client::Handler for Pinned {
 }
 
 /// An upstream git service's stdin and stdout. Dropping it closes the
-/// channel; the session closes with the last channel.
+/// channel; the session stays open for the repo's next request.
 pub struct ServiceStream {
     stream: russh::ChannelStream<client::Msg>,
-    _session: client::Handle<Pinned>,
+    _session: Arc<client::Handle<Pinned>>,
 }
 
 impl std::fmt::Debug for ServiceStream {
@@ -140,10 +142,72 @@ impl ServiceStream {
     }
 }
 
-/// Connects to `up`, checks its host key, authenticates and runs
-/// `service '<path>'`. Cancel-safe: dropping the future drops the
-/// connection.
+/// Sessions kept open, one per configured repo (each repo has its own
+/// key, so sessions are never shared between repos), so the advertisement,
+/// the mirror's refresh and the forward of one push are channels of one
+/// SSH session rather than three handshakes.
+static SESSIONS: LazyLock<Mutex<HashMap<String, Arc<client::Handle<Pinned>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// How long starting a service on a kept session may take before the
+/// session is given up for a fresh one (a peer that vanished without
+/// closing the connection never answers).
+const REUSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn sessions() -> std::sync::MutexGuard<'static, HashMap<String, Arc<client::Handle<Pinned>>>> {
+    SESSIONS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `service '<path>'` on `up`: on the repo's kept session when it
+/// still works, else on a fresh one (connected, host key checked,
+/// authenticated), which is then kept. Cancel-safe: dropping the future
+/// drops what it opened.
 pub async fn open(up: &Upstream, service: Service) -> Result<ServiceStream, SshError> {
+    let kept = sessions().get(&up.name).cloned();
+    if let Some(session) = kept {
+        if !session.is_closed()
+            && let Ok(Ok(stream)) =
+                tokio::time::timeout(REUSE_TIMEOUT, start(&session, up, service)).await
+        {
+            return Ok(stream);
+        }
+        // Gone (closed, or too many channels on it): forget it unless
+        // another request already replaced it.
+        let mut kept = sessions();
+        if kept.get(&up.name).is_some_and(|k| Arc::ptr_eq(k, &session)) {
+            kept.remove(&up.name);
+        }
+    }
+    let session = Arc::new(connect(up).await?);
+    let stream = start(&session, up, service).await?;
+    sessions().insert(up.name.clone(), Arc::clone(&session));
+    Ok(stream)
+}
+
+/// Opens a channel on `session` and runs `service '<path>'` on it.
+async fn start(
+    session: &Arc<client::Handle<Pinned>>,
+    up: &Upstream,
+    service: Service,
+) -> Result<ServiceStream, SshError> {
+    let ssh_err = |source| SshError::Ssh {
+        host: up.host.clone(),
+        port: up.port,
+        source,
+    };
+    let channel = session.channel_open_session().await.map_err(ssh_err)?;
+    // The path was checked to hold no quote (config::parse_ssh_url), so
+    // single quotes keep the upstream's shell from reading anything in it.
+    let command = format!("{} '{}'", service.name(), up.path);
+    channel.exec(true, command).await.map_err(ssh_err)?;
+    Ok(ServiceStream {
+        stream: channel.into_stream(),
+        _session: Arc::clone(session),
+    })
+}
+
+/// Connects to `up`, checks its host key and authenticates.
+async fn connect(up: &Upstream) -> Result<client::Handle<Pinned>, SshError> {
     let host = up.host.clone();
     let port = up.port;
     let ssh_err = |source| SshError::Ssh {
@@ -196,13 +260,5 @@ pub async fn open(up: &Upstream, service: Service) -> Result<ServiceStream, SshE
             user: up.user.clone(),
         });
     }
-    let channel = session.channel_open_session().await.map_err(ssh_err)?;
-    // The path was checked to hold no quote (config::parse_ssh_url), so
-    // single quotes keep the upstream's shell from reading anything in it.
-    let command = format!("{} '{}'", service.name(), up.path);
-    channel.exec(true, command).await.map_err(ssh_err)?;
-    Ok(ServiceStream {
-        stream: channel.into_stream(),
-        _session: session,
-    })
+    Ok(session)
 }

@@ -171,6 +171,64 @@ fn a_thin_pack_against_objects_only_the_upstream_had_lands_and_is_scanned() {
     assert_ne!(rev(&bare, "main"), head, "the upstream moved");
 }
 
+/// The local ports of the gate's connections to the shared sshd.
+fn gate_ssh_ports(g: &common::Gate) -> Vec<u16> {
+    let port = sshd().port;
+    let mut ports: Vec<u16> = common::tcp_conns(g.pid())
+        .into_iter()
+        .filter(|(_, remote)| *remote == port)
+        .map(|(local, _)| local)
+        .collect();
+    ports.sort_unstable();
+    ports
+}
+
+#[test]
+fn one_ssh_session_serves_a_repo_and_a_lost_one_is_replaced() {
+    let name = unique("session");
+    let bare = upstream(&name);
+    let g = gate(&[&name], "", &secrets());
+    let work = clone(&g, &name);
+    commit(&work, &[("a.txt", b"one\n")], "one");
+    let (ok, err) = push(&work, &["origin", "main"]);
+    assert!(ok, "{err}");
+    // The clone's and the push's requests (advertisements, the mirror's
+    // refresh, the forward) all ran on one kept session.
+    let kept = gate_ssh_ports(&g);
+    assert_eq!(kept.len(), 1, "one session kept: {kept:?}");
+    commit(&work, &[("b.txt", b"two\n")], "two");
+    let (ok, err) = push(&work, &["origin", "main"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        gate_ssh_ports(&g),
+        kept,
+        "the second push reused the session"
+    );
+    // The upstream end of that session goes away: the next push connects
+    // afresh (host key checked again) and lands.
+    let port = sshd().port;
+    let serving: Vec<u32> = common::sshd_pids()
+        .into_iter()
+        .filter(|pid| {
+            common::tcp_conns(*pid)
+                .iter()
+                .any(|&(local, remote)| local == port && remote == kept[0])
+        })
+        .collect();
+    assert!(!serving.is_empty(), "no sshd serves the gate's session");
+    for pid in serving {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    commit(&work, &[("c.txt", b"three\n")], "three");
+    let (ok, err) = push(&work, &["origin", "main"]);
+    assert!(ok, "{err}");
+    assert_eq!(rev(&bare, "main"), rev(&work, "HEAD"));
+    let now = gate_ssh_ports(&g);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, kept, "a fresh session replaced the lost one");
+}
+
 fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -394,9 +452,12 @@ fn memory_stays_bounded_for_a_large_push() {
         g.status_bytes("VmHWM") >> 20
     );
     // Each core decodes one object at a time (here 8 MiB, whole): the
-    // bound is a few objects per core, not the pack.
+    // bound is a few objects per core, not the pack. Measured 54 MiB when
+    // the pack was indexed after the upload, 56-58 MiB indexing it while
+    // it arrives (66 once, with the other tests running); a gate holding
+    // the 64 MiB pack in memory would be over 110.
     assert!(
-        peak_anon < 64 << 20,
+        peak_anon < 80 << 20,
         "peak anonymous RSS {} MiB",
         peak_anon >> 20
     );

@@ -329,3 +329,48 @@ pub fn push(work: &Path, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The established TCP connections of process `pid` (IPv4), as
+/// (local port, remote port), read from `/proc`.
+pub fn tcp_conns(pid: u32) -> Vec<(u16, u16)> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: Vec<String> = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_owned)
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap_or(""), 16).ok();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // State 01 is ESTABLISHED; field 9 is the inode.
+            if f.len() > 9 && f[3] == "01" && inodes.iter().any(|i| i == f[9]) {
+                Some((port(f[1])?, port(f[2])?))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The pids of every running `sshd` process.
+pub fn sshd_pids() -> Vec<u32> {
+    let out = Command::new("pgrep")
+        .arg("-x")
+        .arg("sshd")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
