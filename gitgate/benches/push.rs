@@ -27,8 +27,7 @@ mod common;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -115,23 +114,6 @@ fn timed_push(work: &Path, args: &[&str], env: &[(&str, String)]) -> Duration {
     took
 }
 
-/// Samples the peak `RssAnon` of `pid` until the flag is set.
-fn sample_peak_anon(pid: u32) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut peak = 0;
-            while !stop.load(Ordering::Relaxed) {
-                peak = peak.max(common::status_bytes(pid, "RssAnon"));
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            peak
-        })
-    };
-    (stop, sampler)
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
     // useful either: this harness only runs as a bench.
@@ -174,7 +156,7 @@ fn main() {
         s.client_key.display(),
         s.port
     );
-    let (stop, sampler) = sample_peak_anon(gate.pid());
+    let (stop, sampler) = common::sample_peak_anon(gate.pid(), Duration::from_millis(10));
     let mut results = Vec::new();
     for (run, (direct, gated)) in pairs.iter().enumerate() {
         let direct_bare = bare(direct);

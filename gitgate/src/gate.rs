@@ -32,56 +32,15 @@ pub struct Gate {
 
 /// A push begun as soon as its commands are read: the repo's lock taken
 /// and the mirror refreshed from the upstream while the pack is still
-/// arriving (an SSH session and a fetch that would otherwise come after
-/// it). Dropped, it still finishes the refresh before freeing the lock.
+/// arriving (an SSH channel and a fetch that would otherwise come after
+/// it), and the pack indexed into the mirror as it arrives. Dropped, it
+/// still finishes the refresh before freeing the lock.
 #[derive(Debug)]
 pub struct PushStart {
     refresh: tokio::task::JoinHandle<(tokio::sync::OwnedMutexGuard<()>, Result<Duration, Refusal>)>,
-    /// Raised when the refresh is over (done, failed or dead).
-    refreshed: Arc<Signal>,
-    /// The pack's indexing while it arrives, once the spool exists.
-    indexing: Option<Indexing>,
-}
-
-/// The blocking task indexing the arriving pack into the mirror.
-type Indexing = tokio::task::JoinHandle<Result<Option<PathBuf>, String>>;
-
-impl PushStart {
-    /// Starts indexing the pack spooled at `spool` into `mirror` while it
-    /// arrives; the returned [`Feed`] tells the indexer where the pack
-    /// ends (or, dropped, that it never will). Thin-pack bases are looked
-    /// up once the refresh is done.
-    pub fn index_while_arriving(&mut self, mirror: &Mirror, spool: &Path) -> io::Result<Feed> {
-        let (feed, follower) = follow::follow(spool)?;
-        let bases = BasesAfterRefresh::new(mirror.clone(), Arc::clone(&self.refreshed));
-        let mirror = mirror.clone();
-        self.indexing = Some(tokio::task::spawn_blocking(move || {
-            mirror
-                .index_stream(follower, bases)
-                .map_err(|e| e.to_string())
-        }));
-        Ok(feed)
-    }
-
-    /// The lock (none if the refresh task died), how long the refresh
-    /// took or why it failed, and the indexing begun while the pack
-    /// arrived.
-    async fn wait(
-        self,
-    ) -> (
-        Option<tokio::sync::OwnedMutexGuard<()>>,
-        Result<Duration, Refusal>,
-        Option<Indexing>,
-    ) {
-        match self.refresh.await {
-            Ok((guard, refreshed)) => (Some(guard), refreshed, self.indexing),
-            Err(e) => (
-                None,
-                Err(failed("update the mirror from the upstream", &e)),
-                self.indexing,
-            ),
-        }
-    }
+    /// The blocking task indexing the arriving pack.
+    indexing: tokio::task::JoinHandle<Result<Option<PathBuf>, String>>,
+    mirror: Mirror,
 }
 
 /// A refusal for a step of the check that could not be done.
@@ -179,41 +138,57 @@ impl Gate {
         }
     }
 
-    /// Begins a push to `up` whose commands have been read: see
-    /// [`PushStart`].
+    /// Begins a push to `up` whose commands have been read, its pack to
+    /// be spooled at `spool` in `mirror`: see [`PushStart`]. The returned
+    /// [`Feed`] tells the indexer where the pack ends (or, dropped, that
+    /// it never will). Thin-pack bases are looked up once the refresh is
+    /// done.
     ///
     /// # Panics
     ///
     /// Never: every configured repo has a lock (built in [`Gate::new`]).
-    #[must_use]
-    pub fn begin_push(&self, up: &Arc<Upstream>) -> PushStart {
+    pub fn begin_push(
+        &self,
+        up: &Arc<Upstream>,
+        mirror: &Mirror,
+        spool: &Path,
+    ) -> io::Result<(PushStart, Feed)> {
+        let (feed, follower) = follow::follow(spool)?;
         let lock = Arc::clone(
             self.locks
                 .get(&up.name)
                 .expect("a lock per configured repo"),
         );
-        let up = Arc::clone(up);
-        let state_dir = self.config.state_dir.clone();
         let (refreshed, raiser) = Signal::new();
-        let refresh = tokio::spawn(async move {
-            let guard = lock.lock_owned().await;
-            let start = std::time::Instant::now();
-            let refreshed = match Mirror::open(&state_dir, &up.name) {
-                Err(e) => Err(failed("open the mirror", &e)),
-                Ok(mirror) => mirror
+        let refresh = {
+            let (up, mirror) = (Arc::clone(up), mirror.clone());
+            tokio::spawn(async move {
+                let guard = lock.lock_owned().await;
+                let start = std::time::Instant::now();
+                let refreshed = mirror
                     .refresh(&up)
                     .await
                     .map(|_| start.elapsed())
-                    .map_err(|e| failed("update the mirror from the upstream", &e)),
-            };
-            raiser.raise();
-            (guard, refreshed)
-        });
-        PushStart {
+                    .map_err(|e| failed("update the mirror from the upstream", &e));
+                raiser.raise();
+                (guard, refreshed)
+            })
+        };
+        let indexing = {
+            let bases = BasesAfterRefresh::new(mirror.clone(), refreshed);
+            let mirror = mirror.clone();
+            tokio::task::spawn_blocking(move || {
+                mirror
+                    .index_stream(follower, bases)
+                    .map_err(|e| e.to_string())
+            })
+        };
+        let start = PushStart {
             refresh,
-            refreshed,
-            indexing: None,
-        }
+            indexing,
+            mirror: mirror.clone(),
+        };
+        Ok((start, feed))
     }
 
     /// Handles a received push: `header` is the commands (and push
@@ -240,11 +215,20 @@ impl Gate {
             let up = Arc::clone(up);
             tokio::spawn(async move { open_receive_pack(&up).await })
         };
-        // The lock is held from here to the end of the push.
-        let (_guard, refreshed, indexing) = start.wait().await;
+        let PushStart {
+            refresh,
+            indexing,
+            mirror,
+        } = start;
+        // The lock (none if the refresh task died) is held from here to
+        // the end of the push.
+        let (_guard, refreshed) = match refresh.await {
+            Ok((guard, refreshed)) => (Some(guard), refreshed),
+            Err(e) => (None, Err(failed("update the mirror from the upstream", &e))),
+        };
         let checked = match refreshed {
             Ok(refresh_time) => {
-                self.check_push(up, req, &pack, indexing, refresh_time)
+                self.check_push(up, req, &mirror, indexing, refresh_time)
                     .await
             }
             Err(refusal) => Err(refusal),
@@ -288,40 +272,32 @@ impl Gate {
         }
     }
 
-    /// Indexing (the rest of it, when it began while the pack arrived),
-    /// scanning and the `gitleaks:allow` wait (the mirror was refreshed
-    /// by the push's [`PushStart`], in `refresh_time`).
+    /// The rest of the indexing begun while the pack arrived, scanning
+    /// and the `gitleaks:allow` wait (the mirror was refreshed by the
+    /// push's [`PushStart`], in `refresh_time`).
     async fn check_push(
         self: &Arc<Self>,
         up: &Arc<Upstream>,
         req: &PushRequest,
-        pack: &Path,
-        indexing: Option<Indexing>,
+        mirror: &Mirror,
+        indexing: tokio::task::JoinHandle<Result<Option<PathBuf>, String>>,
         refresh_time: Duration,
     ) -> Result<Checked, Refusal> {
-        let mirror = Mirror::open(&self.config.state_dir, &up.name)
-            .map_err(|e| failed("open the mirror", &e))?;
-        let engine = Arc::clone(&self.engine);
         let start = Timer::start();
-        let index = if let Some(task) = indexing {
-            task.await.map_err(|e| failed("index the push", &e))?
-        } else {
-            let (m, pack) = (mirror.clone(), pack.to_owned());
-            tokio::task::spawn_blocking(move || m.index_pack(&pack).map_err(|e| e.to_string()))
-                .await
-                .map_err(|e| failed("index the push", &e))?
-        }
-        .map_err(|e| failed("scan the push", &e))?;
+        let index = indexing
+            .await
+            .map_err(|e| failed("index the push", &e))?
+            .map_err(|e| failed("scan the push", &e))?;
         let index_time = start.stop();
-        let m = mirror.clone();
-        let (report, index_time, scan_time) = tokio::task::spawn_blocking(move || {
+        let (engine, m) = (Arc::clone(&self.engine), mirror.clone());
+        let (report, scan_time) = tokio::task::spawn_blocking(move || {
             let Some(index) = index else {
-                return Ok::<_, String>((scan::Report::default(), index_time, Timed::default()));
+                return Ok::<_, String>((scan::Report::default(), Timed::default()));
             };
             let odb = m.odb().map_err(|e| e.to_string())?;
             let start = Timer::start();
             let report = scan::scan_pack(&odb, &index, &engine).map_err(|e| e.to_string())?;
-            Ok((report, index_time, start.stop()))
+            Ok((report, start.stop()))
         })
         .await
         .map_err(|e| failed("scan the push", &e))?

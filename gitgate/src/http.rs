@@ -333,9 +333,6 @@ async fn receive_pack(
                 .boxed(),
         );
     }
-    // The mirror's refresh runs while the pack arrives, and so does the
-    // first pass of its indexing (reading the spool as it grows).
-    let mut start = gate.begin_push(&up);
     let mirror = match Mirror::open(&gate.config.state_dir, &up.name) {
         Ok(m) => m,
         Err(e) => {
@@ -345,32 +342,25 @@ async fn receive_pack(
             );
         }
     };
+    let spool_failed = |e: &io::Error| {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("git-gate: spool file: {e}\n"),
+        )
+    };
     let spool = match tempfile::NamedTempFile::new_in(mirror.spool()) {
         Ok(s) => s,
-        Err(e) => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("git-gate: spool file: {e}\n"),
-            );
-        }
+        Err(e) => return spool_failed(&e),
     };
     let mut file = match tokio::fs::File::create(spool.path()).await {
         Ok(f) => f,
-        Err(e) => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("git-gate: spool file: {e}\n"),
-            );
-        }
+        Err(e) => return spool_failed(&e),
     };
-    let feed = match start.index_while_arriving(&mirror, spool.path()) {
-        Ok(feed) => feed,
-        Err(e) => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("git-gate: spool file: {e}\n"),
-            );
-        }
+    // The mirror's refresh runs while the pack arrives, and so does the
+    // first pass of its indexing (reading the spool as it grows).
+    let (start, feed) = match gate.begin_push(&up, &mirror, spool.path()) {
+        Ok(begun) => begun,
+        Err(e) => return spool_failed(&e),
     };
     // An upload that fails here drops `feed`, which ends the indexing.
     let len = match spool_pack(body, pending, &mut file, max).await {

@@ -23,6 +23,16 @@ fn pat() -> String {
     format!("ghp_{}", "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY2z4A")
 }
 
+/// A fresh upstream repo named after `prefix`, a gate for it holding
+/// [`secrets`], and a clone through the gate: (bare repo, gate, clone).
+fn through_gate(prefix: &str) -> (PathBuf, common::Gate, PathBuf) {
+    let name = unique(prefix);
+    let bare = upstream(&name);
+    let g = gate(&[&name], "", &secrets());
+    let work = clone(&g, &name);
+    (bare, g, work)
+}
+
 fn assert_refused(ok: bool, stderr: &str, needles: &[&str]) {
     assert!(!ok, "push should be refused:\n{stderr}");
     for n in needles {
@@ -80,10 +90,7 @@ fn unknown_repo_is_refused_clearly() {
 
 #[test]
 fn clean_push_lands_and_ref_updates_are_forwarded() {
-    let name = unique("clean");
-    let bare = upstream(&name);
-    let g = gate(&[&name], "", &secrets());
-    let work = clone(&g, &name);
+    let (bare, _gate, work) = through_gate("clean");
     commit(&work, &[("src/lib.rs", b"fn main() {}\n")], "add code");
     let (ok, err) = push(&work, &["origin", "main"]);
     assert!(ok, "{err}");
@@ -185,10 +192,7 @@ fn gate_ssh_ports(g: &common::Gate) -> Vec<u16> {
 
 #[test]
 fn one_ssh_session_serves_a_repo_and_a_lost_one_is_replaced() {
-    let name = unique("session");
-    let bare = upstream(&name);
-    let g = gate(&[&name], "", &secrets());
-    let work = clone(&g, &name);
+    let (bare, g, work) = through_gate("session");
     commit(&work, &[("a.txt", b"one\n")], "one");
     let (ok, err) = push(&work, &["origin", "main"]);
     assert!(ok, "{err}");
@@ -411,10 +415,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 #[test]
 fn memory_stays_bounded_for_a_large_push() {
-    let name = unique("big");
-    let bare = upstream(&name);
-    let g = gate(&[&name], "", &secrets());
-    let work = clone(&g, &name);
+    let (bare, g, work) = through_gate("big");
     // 64 MiB of incompressible content in 8 files: the pack is spooled to
     // disk and indexed from there, objects are decoded one at a time per
     // core.
@@ -428,19 +429,7 @@ fn memory_stays_bounded_for_a_large_push() {
     commit(&work, &refs, "large");
     // Anonymous memory is what the gate allocates; VmHWM also counts the
     // page cache of the pack it maps, which the kernel reclaims at will.
-    let pid = g.pid();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let stop = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut peak = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(common::status_bytes(pid, "RssAnon"));
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            peak
-        })
-    };
+    let (stop, sampler) = common::sample_peak_anon(g.pid(), std::time::Duration::from_millis(5));
     let (ok, err) = push(&work, &["origin", "main"]);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let peak_anon = sampler.join().unwrap();

@@ -374,3 +374,27 @@ pub fn sshd_pids() -> Vec<u32> {
         .filter_map(|l| l.trim().parse().ok())
         .collect()
 }
+
+/// Samples the peak `RssAnon` of `pid` every `every` until the returned
+/// flag is set; the thread returns the peak.
+pub fn sample_peak_anon(
+    pid: u32,
+    every: Duration,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<u64>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(Ordering::Relaxed) {
+                peak = peak.max(status_bytes(pid, "RssAnon"));
+                std::thread::sleep(every);
+            }
+            peak
+        })
+    };
+    (stop, sampler)
+}
